@@ -1,0 +1,58 @@
+"""The ``rankstack`` command line: a thin layer over the Python API.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args)``;
+:data:`COMMANDS` is the explicit list. Every subcommand takes ``--config FILE`` (repeatable,
+stacked in order); YAML keys are the long option names (``--out-dir`` -> ``out_dir``), and
+flags given on the command line win over the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from rankstack.errors import RankstackError
+
+COMMANDS: dict[str, str] = {
+    "index": "rankstack.cli.index",
+    "retrieve": "rankstack.cli.retrieve",
+    "evaluate": "rankstack.cli.evaluate",
+    "datasets": "rankstack.cli.datasets",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rankstack import __version__
+
+    parser = argparse.ArgumentParser(prog="rankstack", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"rankstack {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from rankstack.cli._common import apply_configs
+
+        args = apply_configs(parser, argv, args)
+        return int(args.func(args) or 0)
+    except RankstackError as exc:
+        print(f"rankstack {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from rankstack.cli import main
+
+sys.exit(main())

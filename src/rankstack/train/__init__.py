@@ -1,0 +1,1 @@
+"""rankstack.train"""
