@@ -27,30 +27,32 @@ class DatasetSpec:
     qrels: str | None = None
     topics: str | None = None
     description: str = ""
+    # Minimum grade a binary measure (RR, AP, recall...) counts as relevant; TREC DL uses 2.
+    binary_rel: int = 1
 
 
 _DL = "trec-dl/"
 DATASETS: dict[str, DatasetSpec] = {
     "dl19": DatasetSpec(_DL + "retrieve_results_dl19_top100.json", _DL + "qrels.dl19-passage.txt",
-                        description="TREC DL 2019 passage, BM25 top-100, graded qrels"),
+                        description="TREC DL 2019 passage, BM25 top-100, graded qrels", binary_rel=2),
     "dl20": DatasetSpec(_DL + "retrieve_results_dl20_top100.json", _DL + "qrels.dl20-passage.txt",
-                        description="TREC DL 2020 passage, BM25 top-100, graded qrels"),
+                        description="TREC DL 2020 passage, BM25 top-100, graded qrels", binary_rel=2),
     "dl21": DatasetSpec(_DL + "retrieve_results_dl21_top100.json",
                         description="TREC DL 2021 passage (MS MARCO v2), BM25 top-100, no qrels"),
     "dl22": DatasetSpec(_DL + "retrieve_results_dl22_top100.json",
                         description="TREC DL 2022 passage (MS MARCO v2), BM25 top-100, no qrels"),
     "dl19-splade": DatasetSpec(_DL + "retrieve_results_SPLADE_P_P_ENSEMBLE_DISTIL_dl19_top100.json",
                                _DL + "qrels.dl19-passage.txt",
-                               description="TREC DL 2019, SPLADE++ ED top-100"),
+                               description="TREC DL 2019, SPLADE++ ED top-100", binary_rel=2),
     "dl20-splade": DatasetSpec(_DL + "retrieve_results_SPLADE_P_P_ENSEMBLE_DISTIL_dl20_top100.json",
                                _DL + "qrels.dl20-passage.txt",
-                               description="TREC DL 2020, SPLADE++ ED top-100"),
+                               description="TREC DL 2020, SPLADE++ ED top-100", binary_rel=2),
     "dl19-tasb": DatasetSpec(_DL + "retrieve_results_D_BERT_KD_TASB_dl19_top100.json",
                              _DL + "qrels.dl19-passage.txt",
-                             description="TREC DL 2019, TAS-B dense top-100"),
+                             description="TREC DL 2019, TAS-B dense top-100", binary_rel=2),
     "dl20-tasb": DatasetSpec(_DL + "retrieve_results_D_BERT_KD_TASB_dl20_top100.json",
                              _DL + "qrels.dl20-passage.txt",
-                             description="TREC DL 2020, TAS-B dense top-100"),
+                             description="TREC DL 2020, TAS-B dense top-100", binary_rel=2),
     "msmarco-dev-subset": DatasetSpec(
         qrels="msmarco/qrels.msmarco-passage.dev-subset.txt",
         topics="msmarco/topics.msmarco-passage.dev-subset.txt",
