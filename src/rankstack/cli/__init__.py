@@ -18,6 +18,7 @@ from rankstack.errors import RankstackError
 COMMANDS: dict[str, str] = {
     "index": "rankstack.cli.index",
     "retrieve": "rankstack.cli.retrieve",
+    "corpus": "rankstack.cli.corpus",
     "evaluate": "rankstack.cli.evaluate",
     "datasets": "rankstack.cli.datasets",
 }
