@@ -52,6 +52,14 @@ METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 Backend = Literal["auto", "numba", "numpy"]
 
 
+def _import_bm25s():
+    import bm25s
+
+    if _bm25s_log.level == logging.DEBUG:
+        _bm25s_log.setLevel(logging.WARNING)
+    return bm25s
+
+
 def numba_available() -> bool:
     """True when numba imports (bm25s then uses its JIT-compiled scorer)."""
     try:
@@ -121,8 +129,6 @@ class BM25Index:
 
     def __init__(self, retriever: Any, doc_ids: list[str], params: dict[str, Any],
                  backend: str) -> None:
-        if _bm25s_log.level == logging.DEBUG:
-            _bm25s_log.setLevel(logging.WARNING)
         self._bm25 = retriever
         self.doc_ids = doc_ids
         self.params = params
@@ -149,7 +155,7 @@ class BM25Index:
         k1=0.9, b=0.4 are Pyserini's MS MARCO passage defaults. Repeated doc ids and ids with
         line breaks raise InputError; an empty corpus raises InputError.
         """
-        import bm25s
+        bm25s = _import_bm25s()
 
         if not (k1 >= 0 and 0 <= b <= 1):
             raise ConfigError(f"BM25 needs k1 >= 0 and 0 <= b <= 1 (got k1={k1}, b={b})")
@@ -250,7 +256,7 @@ class BM25Index:
         Raises InputError naming the directory/file for a missing, incomplete or corrupt
         index, or one written in a newer format than this rankstack reads.
         """
-        import bm25s
+        bm25s = _import_bm25s()
 
         d = Path(index_dir)
         if not d.is_dir():
@@ -316,7 +322,7 @@ class BM25Index:
     # ----------------------------------------------------------------- search
     def tokenize_queries(self, texts: list[str]) -> list[list[str]]:
         """Tokens of each text exactly as documents were tokenized (lower, split, stop, stem)."""
-        import bm25s
+        bm25s = _import_bm25s()
 
         p = self.params
         out = bm25s.tokenize(texts, lower=p.get("lower", True),
