@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal
@@ -52,8 +53,18 @@ def open_text(path: str | os.PathLike[str]) -> IO[bytes]:
 
 def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` (1-based, newline stripped); non-UTF-8 bytes raise InputError."""
+    no = 0
     with open_text(path) as fh:
-        for no, raw in enumerate(fh, 1):
+        it = iter(fh)
+        while True:
+            try:
+                raw = next(it)
+            except StopIteration:
+                break
+            except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated .gz
+                raise InputError(f"cannot read compressed data: {exc}", path=path,
+                                 line=no + 1) from None
+            no += 1
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -62,6 +73,23 @@ def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
                     path=path, line=no,
                 ) from None
             yield no, line.rstrip("\r\n")
+
+
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The whole (decompressed) file; a corrupt .gz raises InputError."""
+    with open_text(path) as fh:
+        try:
+            return fh.read()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"cannot read compressed data: {exc}", path=path) from None
+
+
+def check_token(value: str, *, what: str, field: str) -> str:
+    """Writers of whitespace-separated formats: an id must be non-empty with no whitespace."""
+    if not value or any(c.isspace() for c in value):
+        raise InputError(f"{what} {value!r} cannot be written: ids must be non-empty and "
+                         f"contain no whitespace", field=field)
+    return value
 
 
 def parse_float(value: str, *, path: str | os.PathLike[str], line: int, field: str) -> float:
@@ -98,6 +126,9 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp makes 0600 files; give the result the mode a plain open() would (or keep
+        # the mode of the file it replaces).
+        os.chmod(tmp, _target_mode(target))
         binary = "b" in mode
         with os.fdopen(fd, "wb") as raw:
             if target.suffix == ".gz":
@@ -116,6 +147,15 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _target_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 class _TextWrapper:

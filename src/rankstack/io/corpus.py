@@ -40,6 +40,9 @@ def iter_corpus(
             except json.JSONDecodeError as exc:
                 raise InputError(f"invalid JSON: {exc.msg} at column {exc.colno}",
                                  path=path, line=no) from None
+            except (ValueError, RecursionError) as exc:  # e.g. an integer too long, deep nesting
+                raise InputError(f"invalid JSON: {type(exc).__name__}: {exc}", path=path,
+                                 line=no) from None
             if not isinstance(obj, dict):
                 raise InputError("expected a JSON object", path=path, line=no)
             key, did = _pick(obj, ID_KEYS)
@@ -57,7 +60,8 @@ def iter_corpus(
             if not isinstance(text, str):
                 raise InputError(f"text must be a string, got {type(text).__name__}", path=path,
                                  line=no, field=tkey)
-            title = obj.get("title") or ""
+            title = obj.get("title")
+            title = "" if title is None else title
             if not isinstance(title, str):
                 raise InputError(f"title must be a string, got {type(title).__name__}",
                                  path=path, line=no, field="title")

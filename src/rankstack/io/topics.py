@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 
 from rankstack.errors import InputError
-from rankstack.io._base import ErrorPolicy, OnError, atomic_write, check_id, iter_lines
+from rankstack.io._base import (
+    ErrorPolicy,
+    OnError,
+    atomic_write,
+    check_id,
+    check_token,
+    iter_lines,
+)
 from rankstack.records import Query
 
 
@@ -41,7 +48,12 @@ def read_topics(
 
 
 def write_topics(queries: dict[str, Query] | list[Query], path: str | os.PathLike[str]) -> None:
+    """Write ``qid<TAB>text`` lines atomically; runs of whitespace in the text become one space."""
     items = queries.values() if isinstance(queries, dict) else queries
     with atomic_write(path) as fh:
         for q in items:
-            fh.write(f"{q.id}\t{' '.join(q.text.split())}\n")
+            check_token(q.id, what="query id", field="query_id")
+            text = " ".join(q.text.split())
+            if not text:
+                raise InputError(f"query {q.id!r} has empty text", field="text")
+            fh.write(f"{q.id}\t{text}\n")

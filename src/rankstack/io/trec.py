@@ -11,6 +11,7 @@ from rankstack.io._base import (
     OnError,
     atomic_write,
     check_id,
+    check_token,
     iter_lines,
     parse_float,
     parse_int,
@@ -68,13 +69,20 @@ def read_run(
 
 def format_run_lines(run: Run, tag: str | None = None) -> Iterable[str]:
     tag = (tag or run.name or "rankstack").replace(" ", "_")
+    check_token(tag, what="run tag", field="tag")
     for qid, ranking in run.rankings.items():
+        check_token(qid, what="query id", field="query_id")
         for rank, d in enumerate(ranking.docs, 1):
+            check_token(d.doc_id, what="doc id", field="doc_id")
             yield f"{qid} Q0 {d.doc_id} {rank} {d.score!r} {tag}\n"
 
 
 def write_run(run: Run, path: str | os.PathLike[str], *, tag: str | None = None) -> None:
-    """Write a TREC run atomically, ranks 1..n in rankstack order (score desc, doc id asc)."""
+    """Write a TREC run atomically, ranks 1..n in rankstack order (score desc, doc id asc).
+
+    Ids and the tag must be non-empty without whitespace (InputError otherwise). A query with
+    an empty Ranking has no line: the format cannot hold it.
+    """
     with atomic_write(path) as fh:
         for line in format_run_lines(run, tag):
             fh.write(line)
@@ -123,7 +131,9 @@ def read_qrels(
 def write_qrels(qrels: Qrels, path: str | os.PathLike[str]) -> None:
     with atomic_write(path) as fh:
         for qid, docs in qrels.judgments.items():
+            check_token(qid, what="query id", field="query_id")
             for did, grade in docs.items():
+                check_token(did, what="doc id", field="doc_id")
                 fh.write(f"{qid} 0 {did} {grade}\n")
 
 
