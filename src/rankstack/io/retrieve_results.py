@@ -193,8 +193,9 @@ def _decode_entries(text: str, path: str | os.PathLike[str]) -> tuple[list, list
             break
         else:
             raise fail("invalid JSON: expected ',' or ']' after a list element", pos)
-    if text[pos:].strip(ws):
-        raise fail("invalid JSON: extra data after the list", pos)
+    rest = text[pos:].lstrip(ws)
+    if rest:
+        raise fail("invalid JSON: extra data after the list", len(text) - len(rest))
     return entries, lines
 
 
