@@ -1,0 +1,176 @@
+"""PE-Rank as a run re-ranker: sliding windows of passage-embedding tokens.
+
+>>> rr = PERankReranker("HuggingFaceTB/SmolLM2-135M-Instruct", embedder=None,
+...                     projector_path="runs/pe_rank")          # doctest: +SKIP
+>>> new_run = rr.rerank(run, dataset.queries, dataset.docs)    # doctest: +SKIP
+>>> rr.accounting["prompt_tokens"]                              # doctest: +SKIP
+
+Windows (``window`` wide, moving ``stride`` towards the top, back to front) come from
+:class:`rankstack.llm.sliding_window.SlidingWindowReranker`. Scores of the produced rankings
+are rank-derived (``n - position``; only the order is meaningful); the scorer is
+``pe-rank:<llm>``.
+
+Input policies (counted in :attr:`PERankReranker.accounting`):
+
+* a query of the run with no text in ``queries`` raises :class:`InputError`;
+* a doc of the run missing from ``docs``: ``on_missing="raise"`` (default) raises;
+  ``"keep"`` keeps it below the re-ranked docs in its input order (``missing_docs``);
+* candidates below ``depth`` (if set) keep their order below the re-ranked top.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rankstack.errors import ConfigError, InputError, require
+from rankstack.llm.pe_rank.embedder import PassageEmbedder
+from rankstack.llm.pe_rank.model import PERankModel
+from rankstack.llm.sliding_window import SlidingWindowReranker
+from rankstack.records import Doc, Query, Ranking, Run
+
+log = logging.getLogger("rankstack.llm.pe_rank")
+
+
+class PERankReranker:
+    """Listwise re-ranking with PE-Rank: one token per passage in, one token per passage out.
+
+    ``model_path_or_name``: the causal LM (hub name or local directory). ``embedder``: a
+    :class:`PassageEmbedder`, an encoder name/path, or None for the bundled MiniLM.
+    ``projector_path``: a directory written by :meth:`PERankModel.save`; None starts an
+    untrained (random, seeded) projector, which exercises the mechanics and costs but ranks at
+    random (``accounting["projector"] == "untrained"``). ``model`` may pass a ready
+    :class:`PERankModel` instead (then ``model_path_or_name`` is only its name).
+    """
+
+    def __init__(self, model_path_or_name: str, embedder: PassageEmbedder | str | None = None,
+                 projector_path: str | None = None, window: int = 20, stride: int = 10, *,
+                 passes: int = 1, depth: int | None = None, with_content: bool | None = None,
+                 max_passage_tokens: int = 128, on_missing: str = "raise",
+                 count_text_tokens: bool = False, device: str = "cpu", dtype: str | None = None,
+                 threads: int | None = None, seed: int = 0,
+                 model: PERankModel | None = None) -> None:
+        torch = require("torch", "neural", "PE-Rank")
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        if on_missing not in ("raise", "keep"):
+            raise ConfigError(f"on_missing must be 'raise' or 'keep', not {on_missing!r}")
+        if depth is not None and depth < 1:
+            raise ConfigError(f"depth must be >= 1, not {depth}")
+        overrides: dict[str, Any] = {}
+        if with_content is not None:
+            overrides["with_content"] = bool(with_content)
+        if model is None:
+            budget = max_passage_tokens
+            if projector_path is not None:
+                from rankstack.llm.pe_rank.model import load_projector_files
+
+                budget = load_projector_files(projector_path)[0].max_passage_tokens
+            if not isinstance(embedder, PassageEmbedder):
+                embedder = PassageEmbedder(embedder, max_length=budget, device=device)
+            if projector_path is None:
+                overrides["max_passage_tokens"] = max_passage_tokens
+                overrides["embedder"] = embedder.name
+            model = PERankModel.from_pretrained(model_path_or_name, projector_path,
+                                                d_emb=embedder.dim, device=device, dtype=dtype,
+                                                seed=seed, **overrides)
+        else:
+            for k, v in overrides.items():
+                setattr(model.config, k, v)
+            if not isinstance(embedder, PassageEmbedder):
+                embedder = PassageEmbedder(embedder, max_length=model.config.max_passage_tokens,
+                                           device=device)
+        if embedder.max_length != model.config.max_passage_tokens:
+            raise ConfigError(f"embedder max_length {embedder.max_length} != the passage budget "
+                              f"the projector was trained with ({model.config.max_passage_tokens})")
+        if embedder.dim != model.config.d_emb:
+            raise ConfigError(f"embedder dimension {embedder.dim} != projector input "
+                              f"{model.config.d_emb}")
+        self.model = model.eval()
+        self.embedder = embedder
+        self.name = f"pe-rank:{model_path_or_name}"
+        self.depth = depth
+        self.on_missing = on_missing
+        self.count_text_tokens = count_text_tokens
+        self.windows = SlidingWindowReranker(self.rank_window, window=window, stride=stride,
+                                             passes=passes)
+        self.accounting: dict[str, Any] = {}
+        self.reset_accounting()
+
+    def reset_accounting(self) -> None:
+        """Zero the counters. ``calls`` = windows sent to the LLM; tokens summed over calls."""
+        self.accounting = {
+            "prompt_tokens": 0, "generated_tokens": 0, "calls": 0, "forward_passes": 0,
+            "wall_time": 0.0, "encode_time": 0.0, "queries": 0, "passages_encoded": 0,
+            "embedding_cache_hits": 0, "missing_docs": 0, "repaired_windows": 0,
+            "projector": "trained" if self.model.config.stages else "untrained",
+        }
+        if self.count_text_tokens:
+            self.accounting["text_prompt_tokens"] = 0
+            self.accounting["text_generated_tokens"] = 0
+
+    def rank_window(self, query: str, passages: Sequence[Doc]) -> list[int]:
+        """Rank one window; 0-based indices into ``passages``, best first."""
+        if not passages:
+            return []
+        acc = self.accounting
+        t0 = time.perf_counter()
+        before = dict(self.embedder.stats)
+        emb = self.embedder.encode_docs(passages)
+        acc["encode_time"] += time.perf_counter() - t0
+        acc["passages_encoded"] += self.embedder.stats["encoded"] - before["encoded"]
+        acc["embedding_cache_hits"] += self.embedder.stats["cache_hits"] - before["cache_hits"]
+        contents = [d.full_text for d in passages] if self.model.config.with_content else None
+        order, counts = self.model.rank_embeddings(query, emb, contents)
+        acc["prompt_tokens"] += counts["prompt_tokens"]
+        acc["generated_tokens"] += counts["generated_tokens"]
+        acc["forward_passes"] += counts["forward_passes"]
+        acc["calls"] += 1
+        if self.count_text_tokens:
+            texts = [d.full_text for d in passages]
+            acc["text_prompt_tokens"] += len(self.model.build_text_prompt(query, texts))
+            acc["text_generated_tokens"] += self.model.text_output_tokens(len(passages))
+        return order
+
+    def rerank_docs(self, query: str, docs: Sequence[Doc]) -> list[int]:
+        """New order of ``docs`` (indices, best first) after the sliding windows."""
+        order, stats = self.windows.rerank(query, list(docs))
+        self.accounting["repaired_windows"] += stats.repaired_windows
+        return order
+
+    def rerank(self, run: Run, queries: Mapping[str, Query | str],
+               docs: Mapping[str, Doc]) -> Run:
+        """Re-rank every ranking of ``run``; returns a new Run named ``<run.name>+pe-rank``."""
+        t0 = time.perf_counter()
+        out = Run(name=f"{run.name}+pe-rank")
+        try:
+            for qid, ranking in run.rankings.items():
+                q = queries.get(qid)
+                if q is None:
+                    raise InputError(f"query {qid!r} of run {run.name!r} has no text",
+                                     field="query_id")
+                qtext = q.text if isinstance(q, Query) else str(q)
+                ids = ranking.doc_ids
+                top = ids if self.depth is None else ids[:self.depth]
+                rest = [] if self.depth is None else ids[self.depth:]
+                present, missing = [], []
+                for d in top:
+                    (present if d in docs else missing).append(d)
+                if missing:
+                    if self.on_missing == "raise":
+                        raise InputError(f"doc {missing[0]!r} of query {qid!r} is not in the "
+                                         f"corpus ({len(missing)} missing)", field="doc_id")
+                    self.accounting["missing_docs"] += len(missing)
+                window_docs = [docs[d] for d in present]
+                order = self.rerank_docs(qtext, window_docs)
+                new_ids = [present[i] for i in order] + missing + rest
+                out.add(Ranking.from_order(qid, new_ids, self.name))
+                self.accounting["queries"] += 1
+        finally:
+            self.accounting["wall_time"] += time.perf_counter() - t0
+        if self.accounting["missing_docs"]:
+            log.warning("PE-Rank: %d candidate(s) missing from the corpus kept below the "
+                        "re-ranked ones", self.accounting["missing_docs"])
+        return out
