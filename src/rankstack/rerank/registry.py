@@ -12,6 +12,15 @@ from rankstack.errors import ConfigError
 
 SCORERS: dict[str, str] = {}
 
+# T5 (encoder-decoder) and decoder-only families
+SCORERS.update({
+    "monot5": "rankstack.rerank.t5:MonoT5Scorer",
+    "twolar": "rankstack.rerank.t5:TwolarScorer",
+    "rankt5": "rankstack.rerank.t5:RankT5Scorer",
+    "rankllama": "rankstack.rerank.decoder:RankLlamaScorer",
+    "yes-no": "rankstack.rerank.decoder:YesNoScorer",
+})
+
 
 def register(family: str, target: str) -> None:
     """Add a family: ``register("my-family", "my_pkg.module:MyScorer")``."""
