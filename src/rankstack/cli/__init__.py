@@ -21,6 +21,9 @@ COMMANDS: dict[str, str] = {
     "corpus": "rankstack.cli.corpus",
     "evaluate": "rankstack.cli.evaluate",
     "datasets": "rankstack.cli.datasets",
+    "fuse": "rankstack.cli.fuse",
+    "pipeline": "rankstack.cli.pipeline",
+    "serve": "rankstack.cli.serve",
 }
 
 

@@ -1,0 +1,168 @@
+"""Micro-batching: concurrent requests are gathered into one scorer call.
+
+A single worker task takes the first queued request, then keeps gathering requests for up to
+``max_wait_ms`` or until ``max_batch_pairs`` pairs / ``max_batch_requests`` requests are
+collected, runs **one** ``score_pairs`` call in a dedicated thread (so the event loop keeps
+accepting requests and the model is never called concurrently), and resolves each request's
+future with its slice of the scores. A request is never split across batches; a request
+larger than ``max_batch_pairs`` is scored alone. ``max_batch_requests=1`` disables batching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rankstack.errors import ConfigError
+
+ScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
+
+
+@dataclass
+class BatchStats:
+    """Counters exposed by the service at ``GET /stats``."""
+
+    batches: int = 0
+    requests: int = 0
+    pairs: int = 0
+    max_requests_per_batch: int = 0
+    max_pairs_per_batch: int = 0
+    failed_batches: int = 0
+    cancelled_requests: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+_Item = tuple[list[str], list[str], asyncio.Future]
+
+
+class MicroBatcher:
+    """Queue + worker that turns concurrent ``score`` calls into batched ``score_fn`` calls."""
+
+    def __init__(self, score_fn: ScoreFn, *, max_batch_pairs: int = 256,
+                 max_wait_ms: float = 5.0, max_batch_requests: int | None = None) -> None:
+        if max_batch_pairs < 1:
+            raise ConfigError(f"max_batch_pairs must be >= 1, got {max_batch_pairs}")
+        if max_wait_ms < 0:
+            raise ConfigError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        if max_batch_requests is not None and max_batch_requests < 1:
+            raise ConfigError(f"max_batch_requests must be >= 1, got {max_batch_requests}")
+        self.score_fn = score_fn
+        self.max_batch_pairs = max_batch_pairs
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_batch_requests = max_batch_requests
+        self.stats = BatchStats()
+        self._queue: asyncio.Queue[_Item] | None = None
+        self._task: asyncio.Task | None = None
+        self._carry: _Item | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="rankstack-scorer")
+        self._task = asyncio.create_task(self._worker(), name="rankstack-microbatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        pending = [self._carry] if self._carry else []
+        while self._queue is not None and not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        for _, _, fut in pending:
+            if not fut.done():
+                fut.set_exception(RuntimeError("service is shutting down"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        """Scores of the pairs ``(queries[i], passages[i])``, computed in some batch."""
+        if self._queue is None:
+            raise RuntimeError("MicroBatcher.start() was not awaited")
+        if len(queries) != len(passages):
+            raise ValueError("queries and passages differ in length")
+        if not queries:
+            return np.zeros(0, dtype=np.float32)
+        fut = asyncio.get_running_loop().create_future()
+        await self._queue.put((list(queries), list(passages), fut))
+        return await fut
+
+    async def _next(self, timeout: float | None) -> _Item | None:
+        assert self._queue is not None
+        if self._carry is not None:
+            item, self._carry = self._carry, None
+            return item
+        if timeout is None:
+            return await self._queue.get()
+        if timeout <= 0:
+            try:
+                return self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return None
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def _gather(self) -> list[_Item]:
+        loop = asyncio.get_running_loop()
+        first = await self._next(None)
+        assert first is not None
+        batch, n = [first], len(first[0])
+        deadline = loop.time() + self.max_wait
+        while n < self.max_batch_pairs and (
+                self.max_batch_requests is None or len(batch) < self.max_batch_requests):
+            item = await self._next(deadline - loop.time())
+            if item is None:
+                break
+            if n + len(item[0]) > self.max_batch_pairs:
+                self._carry = item  # first of the next batch
+                break
+            batch.append(item)
+            n += len(item[0])
+        return batch
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather()
+            live = [it for it in batch if not it[2].done()]
+            self.stats.cancelled_requests += len(batch) - len(live)
+            if not live:
+                continue
+            qs = [q for it in live for q in it[0]]
+            ps = [p for it in live for p in it[1]]
+            try:
+                scores = await loop.run_in_executor(self._executor, self._call, qs, ps)
+            except Exception as exc:  # one bad batch fails its requests, not the service
+                self.stats.failed_batches += 1
+                for it in live:
+                    if not it[2].done():
+                        it[2].set_exception(exc)
+                continue
+            self.stats.batches += 1
+            self.stats.requests += len(live)
+            self.stats.pairs += len(qs)
+            self.stats.max_requests_per_batch = max(self.stats.max_requests_per_batch, len(live))
+            self.stats.max_pairs_per_batch = max(self.stats.max_pairs_per_batch, len(qs))
+            start = 0
+            for it in live:
+                end = start + len(it[0])
+                if not it[2].done():
+                    it[2].set_result(scores[start:end])
+                start = end
+
+    def _call(self, qs: list[str], ps: list[str]) -> np.ndarray:
+        scores = np.asarray(self.score_fn(qs, ps), dtype=np.float32).reshape(-1)
+        if scores.shape[0] != len(qs):
+            raise RuntimeError(f"scorer returned {scores.shape[0]} scores for {len(qs)} pairs")
+        return scores
