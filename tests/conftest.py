@@ -40,3 +40,13 @@ def dl19():
         return load_dataset("dl19")
     except ConfigError as exc:
         pytest.skip(f"dl19 data not available: {exc}")
+
+
+# Tiny offline models (BERT, ELECTRA, T5, Llama) built once per session; see tests/tiny_models.py.
+from tiny_models import (  # noqa: E402, F401
+    tiny_bert_dir,
+    tiny_electra_dir,
+    tiny_llama_cls_dir,
+    tiny_llama_dir,
+    tiny_t5_dir,
+)
