@@ -21,8 +21,10 @@ def add_parser(sub) -> None:
     add_config_arg(p)
     p.add_argument("runs", nargs="*", metavar="RUN",
                    help="TREC run file, retrieve-results JSON, or dataset name (its candidates)")
-    p.add_argument("--qrels", required=True,
-                   help="dataset name (e.g. dl19: its qrels and binary threshold) or qrels file")
+    # Checked in run(), not by argparse: cli.main parses once before the YAML configs apply.
+    p.add_argument("--qrels", default=None,
+                   help="required: dataset name (e.g. dl19: its qrels and binary threshold) or "
+                        "qrels file")
     p.add_argument("--measures", nargs="+", default=None, metavar="MEASURE",
                    help="ir_measures measures (default: nDCG@10 RR@10 R@100)")
     p.add_argument("--baseline", default=None,
@@ -108,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.runs:
         raise ConfigError("give at least one RUN (a TREC run file or a dataset name)")
+    if not args.qrels:
+        raise ConfigError("--qrels is required (a dataset name such as dl19, or a qrels file)")
     qrels, binary_rel = load_qrels_arg(args.qrels)
     if args.binary_rel is not None:
         binary_rel = args.binary_rel

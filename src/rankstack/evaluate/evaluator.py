@@ -186,6 +186,8 @@ class Evaluator:
         to_eval = {q: scores[q] for q in evaluated}
         if to_eval:
             for metric in self._evaluator.iter_calc(to_eval):
+                if metric.query_id not in to_eval:
+                    continue  # some providers also report qrels queries absent from the run
                 mname = self._by_measure.get(metric.measure, str(metric.measure))
                 per_query[mname][metric.query_id] = float(metric.value)
         no_value: dict[str, int] = {}
@@ -226,7 +228,8 @@ class Evaluator:
         """Evaluate several runs side by side and test each against the baseline.
 
         ``runs`` is a list (labelled by run name, de-duplicated with ``#2``...) or a mapping
-        label -> Run. ``baseline`` is an index into ``runs``, a label, or None (no tests).
+        label -> Run. ``baseline`` is an index into ``runs``, a label, or None (no tests); with
+        a single run there is no baseline.
         """
         if isinstance(runs, Mapping):
             items = [(str(k), v) for k, v in runs.items()]
@@ -240,6 +243,8 @@ class Evaluator:
             raise ConfigError("no runs to evaluate")
         labels = [k for k, _ in items]
         base = _baseline_index(baseline, labels)
+        if len(items) == 1:
+            base = None  # nothing to compare against
         for t in tests:
             if t not in TESTS:
                 raise ConfigError(f"unknown significance test {t!r}: use one of {', '.join(TESTS)}")
@@ -249,7 +254,7 @@ class Evaluator:
         comp = Comparison(results, base, [], alpha, list(tests), rounds, seed, self.binary_rel,
                           self.missing, self.qrels_name, len(self.qrels),
                           dict(zip(self.requested, self.names, strict=True)))
-        if base is not None and len(results) > 1:
+        if base is not None:
             comp.tests = _significance(results, base, list(tests), rounds, seed)
         return comp
 

@@ -19,11 +19,13 @@ UP, DOWN = "▲", "▼"
 
 
 def _num(x: float) -> float | None:
-    return None if x is None or math.isnan(x) else x
+    # JSON has no nan/inf: undefined values (nan) and a t statistic of +-inf (constant non-zero
+    # deltas, p = 0) are written as null.
+    return None if x is None or not math.isfinite(x) else x
 
 
 def comparison_to_dict(comp: Comparison) -> dict[str, Any]:
-    """Everything: settings, policy counts, means, per-query values, tests (nan -> null)."""
+    """Everything: settings, policy counts, means, per-query values, tests (nan/inf -> null)."""
     base = comp.baseline_result
     return {
         "qrels": comp.qrels_name,
@@ -58,7 +60,7 @@ def comparison_to_dict(comp: Comparison) -> dict[str, Any]:
 
 
 def write_json(comp: Comparison, path: str | os.PathLike[str]) -> None:
-    """Write :func:`comparison_to_dict` atomically (no NaN tokens: undefined values are null)."""
+    """Write :func:`comparison_to_dict` atomically (no NaN/Infinity tokens: those are null)."""
     data = comparison_to_dict(comp)
     with atomic_write(path) as fh:
         json.dump(data, fh, indent=2, allow_nan=False)
