@@ -57,8 +57,8 @@ SKIP_REASONS: dict[str, str] = {
     "no_candidates": "the query has no (or an empty) ranking in the run",
     "no_relevant": "no judged document with relevance >= min_relevance",
     "relevant_not_in_candidates": "relevant documents exist, but none among the usable "
-                                  "candidates (strategies random / top_and_random)",
-    "no_relevant_in_top": "strategy 'top': no relevant document among the top N",
+                                  "candidates (strategies top / random / top_and_random)",
+    "no_relevant_in_top": "strategy 'top': relevant candidates exist, none in the top N",
     "relevant_missing_from_corpus": "every relevant document lacks text in the corpus "
                                     "(strategy single_relevant)",
     "doc_missing_from_corpus": "a candidate lacks text in the corpus and "
@@ -361,11 +361,11 @@ class QrelsGroupBuilder(GroupBuilder):
         else:
             rel = set(relevant)
             positives = tuple(d for d in pool if d in rel)
-            if self.strategy == "top" and not any(d in rel for d in pool[:self.n_docs]):
-                st.skip(qid, "no_relevant_in_top")
-                return None
             if not positives:
                 st.skip(qid, "relevant_not_in_candidates")
+                return None
+            if self.strategy == "top" and not any(d in rel for d in pool[:self.n_docs]):
+                st.skip(qid, "no_relevant_in_top")
                 return None
             if not self._enough(qid, len(pool)):
                 return None
