@@ -135,3 +135,99 @@ def test_broken_raw_ids_from_a_window_ranker_are_repaired():
     order, stats = rr.rerank("q", ["a", "b", "c"])
     assert order == [1, 0, 2]
     assert (stats.duplicates, stats.out_of_range, stats.missing) == (1, 1, 2)
+
+
+# ---------------------------------------------------------------- real tiny HF model
+# A 2-layer random Llama (tests/tiny_models.py) with a chat template added: its output is
+# noise, so these tests check mechanics (prompts, parsing, repair counts, the final Run),
+# never ranking quality.
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_chat_llama(tmp_path_factory):
+    from tiny_models import make_tiny_llama
+    from transformers import AutoTokenizer
+
+    path = make_tiny_llama(tmp_path_factory.mktemp("tiny-chat-llama"))
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hf_backend(tiny_chat_llama):
+    import torch
+
+    from rankstack.llm.hf import HFBackend
+
+    torch.set_num_threads(1)
+    return HFBackend(str(tiny_chat_llama))
+
+
+@pytest.fixture(scope="module")
+def dl19_small():
+    """Two real DL19 queries with their BM25 top-12 passages."""
+    from rankstack.datasets import load_dataset
+
+    ds = load_dataset("dl19")
+    qids = list(ds.run)[:2]
+    from rankstack.records import Run
+
+    run = Run({q: ds.run[q].top(12) for q in qids}, name="bm25")
+    return ds, run
+
+
+@pytest.mark.parametrize("template", ["rankzephyr", "rankgpt"])
+def test_hf_listwise_mechanics(hf_backend, dl19_small, template):
+    from rankstack.llm import ListwiseLLMReranker
+
+    ds, run = dl19_small
+    rr = ListwiseLLMReranker(hf_backend, template, window=6, stride=3, max_passage_tokens=16)
+    out, report = rr.rerank(run, ds.queries, ds.docs, depth=10, progress=False)
+    assert list(out) == list(run)
+    for q in run:
+        # exactly the input candidates, re-ranked head then the untouched tail
+        assert sorted(out[q].doc_ids) == sorted(run[q].doc_ids)
+        assert out[q].doc_ids[10:] == run[q].doc_ids[10:]
+        assert out[q].scorer == rr.name
+    windows_per_query = len(sliding_windows(10, 6, 3))
+    assert report.repairs["windows"] == 2 * windows_per_query
+    assert report.total.calls == 2 * windows_per_query and report.total.cache_hits == 0
+    assert report.total.prompt_tokens > 0 and report.total.completion_tokens > 0
+    # a random model's output is noise: whatever it was, each repair kind is counted
+    r = report.repairs
+    assert r["repaired_windows"] <= r["windows"]
+    assert set(r) == {"windows", "repaired_windows", "duplicates", "out_of_range", "missing",
+                      "unparseable"}
+    assert report.notes["tail_docs"] == 4
+    assert set(report.per_query) == set(run)
+
+
+def test_passages_are_truncated_by_backend_tokens(hf_backend):
+    text = "what do cats eat " * 40
+    cut = hf_backend.truncate(text, 10)
+    assert hf_backend.count_tokens(cut) <= 10 < hf_backend.count_tokens(text)
+    assert hf_backend.truncate("cats", 10) == "cats"
+
+
+def test_template_errors_name_file_and_field(tmp_path):
+    from rankstack.llm import load_template
+
+    bad = tmp_path / "t.yaml"
+    bad.write_text("name: x\nversion: one\nkind: listwise\nmessages: []\n")
+    with pytest.raises(ConfigError, match=r"t\.yaml: field 'version'"):
+        load_template(bad)
+    bad.write_text("name: x\nversion: 1\nkind: listwise\nmessages:\n"
+                   "  - {role: user, content: 'rank {nope}'}\n")
+    with pytest.raises(ConfigError, match="placeholder"):
+        load_template(bad)
+    with pytest.raises(ConfigError, match="unknown prompt template"):
+        load_template("no-such-template")
+    t = load_template("rankzephyr")
+    assert t.id == "rankzephyr@v1" and t.kind == "listwise"

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "corpus": "rankstack.cli.corpus",
     "evaluate": "rankstack.cli.evaluate",
     "datasets": "rankstack.cli.datasets",
+    "llm-rerank": "rankstack.cli.llm_rerank",
     "fuse": "rankstack.cli.fuse",
     "pipeline": "rankstack.cli.pipeline",
     "serve": "rankstack.cli.serve",
