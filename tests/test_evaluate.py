@@ -62,6 +62,35 @@ def test_bm25_ndcg10_matches_reference_and_pytrec_eval(trec_dl, year, expected):
     assert res.counts()["missing"] == 0 and res.counts()["unjudged_ignored"] == 0
 
 
+@pytest.mark.parametrize("name,expected", [("dl19-splade", 0.7308), ("dl20-splade", 0.7197),
+                                           ("dl19-tasb", 0.7210), ("dl20-tasb", 0.6854)])
+def test_reference_runs_equal_trec_eval_order(trec_dl, name, expected):
+    # Rank-derived scores (our tie-break: doc id ascending) give trec_eval's numbers on the
+    # shipped runs wherever no score tie matters; trec_eval breaks ties by doc id descending.
+    import pytrec_eval
+
+    from rankstack.datasets import load_dataset
+
+    ds = load_dataset(name)
+    ev = Evaluator(["nDCG@10", "RR", "R@100", "AP"], ds.qrels,
+                   binary_rel=DATASETS[name].binary_rel)
+    res = ev.evaluate(ds.run)
+    assert round(res["nDCG@10"], 4) == expected
+    direct = pytrec_eval.RelevanceEvaluator(
+        ds.qrels.judgments, {"ndcg_cut.10", "recip_rank", "recall.100", "map"}, relevance_level=2
+    ).evaluate(ds.run.to_dict())
+    for ours, theirs in [("nDCG@10", "ndcg_cut_10"), ("RR(rel=2)", "recip_rank"),
+                         ("R(rel=2)@100", "recall_100")]:
+        assert res.per_query[ours] == pytest.approx({q: v[theirs] for q, v in direct.items()},
+                                                    abs=1e-12)
+    # AP looks at the whole ranking: where it differs, the run has tied scores for that query
+    # (dl20-splade: query 583468, ranks 22-23, grades 2 and 1).
+    tied = {q for q, r in ds.run.items() if len({d.score for d in r}) < len(r)}
+    differ = {q for q, v in direct.items() if abs(res.per_query["AP(rel=2)"][q] - v["map"]) > 1e-12}
+    assert differ <= tied
+    assert differ == ({"583468"} if name == "dl20-splade" else set())
+
+
 def test_cli_single_run_prints_reference(trec_dl, monkeypatch, capsys):
     rc = _cli(monkeypatch, ["evaluate", str(trec_dl / "trec_results_dl19_top100.txt"),
                             "--qrels", "dl19"])

@@ -13,8 +13,11 @@ Conventions, stated once:
 * **Order.** A run is evaluated in rankstack's order (score desc, then doc id asc): the scores
   handed to ir_measures are ``n - position``, so no evaluator can re-break ties its own way
   (trec_eval breaks ties by doc id *descending*). On the shipped reference runs (BM25,
-  SPLADE++, TAS-B on DL19/DL20) there are no ties that matter and the numbers equal trec_eval
-  (nDCG@10 BM25: DL19 0.5058, DL20 0.4796).
+  SPLADE++, TAS-B on DL19/DL20) nDCG@10, RR@10, P@10 and R@100 equal trec_eval per query
+  (nDCG@10: BM25 DL19 0.5058, DL20 0.4796; SPLADE++ 0.7308 / 0.7197; TAS-B 0.7210 / 0.6854).
+  Deeper measures can see the few score ties: on dl20-splade, query 583468 ties at ranks 22-23
+  (grades 2 and 1), so AP(rel=2) is 0.482659 here vs 0.482648 in trec_eval; nDCG@100 moves by
+  ~1e-6 on the SPLADE++/TAS-B runs.
 * **Missing queries.** A judged query (in the qrels) with no or an empty ranking in the run
   scores 0 on every measure under ``missing="zero"`` (like ``trec_eval -c``; 0 is what an empty
   ranking scores on effectiveness measures) or is left out of that run's mean under
