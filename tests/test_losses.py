@@ -242,6 +242,29 @@ def test_padding_never_contributes(loss: RankingLoss):
     assert torch.all(s5.grad[0, 3:] == 0)
 
 
+@pytest.mark.parametrize("loss", MASKED, ids=lambda x: repr(x))
+def test_non_finite_padding_is_harmless(loss: RankingLoss):
+    s3, y3 = t([0.3, 1.2, -0.5]), t([1.0, 0.0, 0.0])
+    s5 = torch.cat([s3, t([float("inf"), float("nan")])], dim=1).requires_grad_()
+    y5 = torch.cat([y3, t([float("nan"), float("-inf")])], dim=1)
+    mask = torch.tensor([[True, True, True, False, False]])
+    out = loss(s5, y5, mask)
+    assert out.item() == pytest.approx(loss(s3, y3).item(), rel=1e-5, abs=1e-6)
+    out.backward()
+    assert torch.isfinite(s5.grad).all() and torch.all(s5.grad[0, 3:] == 0)
+
+
+def test_half_precision_scores_computed_in_float32():
+    # rank targets 300 and 299 are not representable apart in bf16; the loss upcasts scores
+    s = t([1.0, 0.0]).to(torch.bfloat16).requires_grad_()
+    y = t([300.0, 299.0])
+    out = RankNet()(s, y)
+    assert out.dtype == torch.float32
+    approx(out, softplus(-1.0))
+    out.backward()
+    assert s.grad is not None and s.grad.dtype == torch.bfloat16
+
+
 def test_padded_batch_is_mean_of_rows():
     # row 0 has 2 real docs, row 1 has 3; listwise losses average per-query values
     s = t([1.0, 0.0, 99.0], [0.2, 0.9, -0.3])

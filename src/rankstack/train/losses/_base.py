@@ -86,12 +86,19 @@ def check_scores(owner: str, scores: object, expected: str, ndims: Sequence[int]
     if scores.ndim not in ndims or scores.numel() == 0:
         raise InputError(f"{owner}: expected scores of shape {expected}, got {_shape(scores)}",
                          field="scores")
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        # losses run in float32: bf16 cannot even hold rank targets above 256 exactly
+        scores = scores.float()
     return scores
 
 
 def check_targets(owner: str, targets: object, scores: torch.Tensor, expected: str,
-                  shape: Sequence[int] | None = None) -> torch.Tensor:
-    """Targets must be a real-valued (or integer/bool) tensor of ``shape`` (default: scores')."""
+                  shape: Sequence[int] | None = None,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Targets must be a real-valued (or integer/bool) tensor of ``shape`` (default: scores').
+
+    With a ``mask``, only unmasked targets must be finite; masked ones are replaced by 0.
+    """
     want = tuple(scores.shape) if shape is None else tuple(shape)
     if not isinstance(targets, torch.Tensor):
         raise InputError(f"{owner}: targets must be a torch.Tensor of shape {expected}, "
@@ -104,6 +111,8 @@ def check_targets(owner: str, targets: object, scores: torch.Tensor, expected: s
                          f"({', '.join(map(str, want))}) to match scores {_shape(scores)}, "
                          f"got {_shape(targets)}", field="targets")
     targets = targets.to(device=scores.device, dtype=scores.dtype)
+    if mask is not None:
+        targets = targets.masked_fill(~mask, 0.0)
     if not bool(torch.isfinite(targets).all()):
         raise InputError(f"{owner}: targets contain NaN or infinite values", field="targets")
     return targets.detach()
@@ -128,6 +137,11 @@ def check_mask(owner: str, mask: object, scores: torch.Tensor, expected: str,
             raise InputError(f"{owner}: query row(s) {empty[:5]} have no unmasked document",
                              field="mask")
     return mask
+
+
+def blank_padding(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scores with padded positions set to 0, so inf/NaN padding cannot leak into a loss."""
+    return scores.masked_fill(~mask, 0.0)
 
 
 def zero_loss(scores: torch.Tensor) -> torch.Tensor:

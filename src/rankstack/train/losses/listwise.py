@@ -6,6 +6,7 @@ and LambdaLoss skip queries whose ideal DCG is 0, i.e. with no gain at all).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -14,6 +15,7 @@ from rankstack.errors import ConfigError, InputError
 from rankstack.train.losses._base import (
     RankingLoss,
     approx_ranks,
+    blank_padding,
     check_choice,
     check_mask,
     check_positive,
@@ -27,9 +29,9 @@ from rankstack.train.losses.pairwise import PairWeight, ranknet_loss
 
 def _validate(owner: str, scores, targets, mask):
     scores = check_scores(owner, scores, "(B, N)", (2,))
-    targets = check_targets(owner, targets, scores, "(B, N)")
     mask = check_mask(owner, mask, scores, "(B, N)")
-    return scores, targets, mask
+    targets = check_targets(owner, targets, scores, "(B, N)", mask=mask)
+    return blank_padding(scores, mask), targets, mask
 
 
 def _neg_inf_where_masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -425,8 +427,7 @@ class LambdaLoss(RankingLoss):
             w = torch.where(pairs, w, torch.zeros_like(w))
         diff = scores[:, :, None] - scores[:, None, :]
         # -log2 sigmoid(x) = softplus(-x) / ln 2
-        per_pair = w * torch.nn.functional.softplus(-self.sigma * diff) / torch.log(
-            torch.tensor(2.0, dtype=scores.dtype))
+        per_pair = w * torch.nn.functional.softplus(-self.sigma * diff) / math.log(2.0)
         per_query = per_pair.sum(dim=(1, 2))
         keep = idcg > 0
         if not bool(keep.any()):

@@ -9,6 +9,7 @@ import torch
 from rankstack.errors import InputError
 from rankstack.train.losses._base import (
     RankingLoss,
+    blank_padding,
     check_choice,
     check_mask,
     check_positive,
@@ -89,9 +90,9 @@ class RankNet(RankingLoss):
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         owner = type(self).__name__
         scores = check_scores(owner, scores, "(B, N)", (2,))
-        targets = check_targets(owner, targets, scores, "(B, N)")
         mask = check_mask(owner, mask, scores, "(B, N)")
-        return ranknet_loss(scores, targets, mask, self.sigma, self.weight)  # type: ignore[arg-type]
+        targets = check_targets(owner, targets, scores, "(B, N)", mask=mask)
+        return ranknet_loss(blank_padding(scores, mask), targets, mask, self.sigma, self.weight)  # type: ignore[arg-type]
 
 
 class MarginMSE(RankingLoss):

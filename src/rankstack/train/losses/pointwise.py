@@ -7,6 +7,7 @@ import torch
 from rankstack.errors import InputError
 from rankstack.train.losses._base import (
     RankingLoss,
+    blank_padding,
     check_mask,
     check_positive,
     check_scores,
@@ -60,12 +61,12 @@ class BCELoss(RankingLoss):
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         shape = "(B,) or (B, N)"
         scores = check_scores("BCELoss", scores, shape, (1, 2))
-        targets = check_targets("BCELoss", targets, scores, shape)
+        mask = check_mask("BCELoss", mask, scores, shape, need_one_per_row=False)
+        targets = check_targets("BCELoss", targets, scores, shape, mask=mask)
         if bool(((targets < 0) | (targets > 1)).any()):
             raise InputError("BCELoss: targets must be labels in [0, 1]; graded relevance "
                              "must be binarised first", field="targets")
-        mask = check_mask("BCELoss", mask, scores, shape, need_one_per_row=False)
         pw = None if self.pos_weight is None else scores.new_tensor(self.pos_weight)
         per_item = torch.nn.functional.binary_cross_entropy_with_logits(
-            scores, targets, pos_weight=pw, reduction="none")
+            blank_padding(scores, mask), targets, pos_weight=pw, reduction="none")
         return masked_mean(per_item, mask)
