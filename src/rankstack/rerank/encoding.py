@@ -572,3 +572,46 @@ def apply_threads(threads: int) -> None:
 
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading models
+# --------------------------------------------------------------------------------------------
+
+
+def check_model_path(model: str) -> str:
+    """Return ``model``; raise ConfigError when it is written as a local path that does not
+    exist (``/x``, ``./x``, ``~/x``, ``x/`` or an existing parent dir). Hub names
+    (``org/name``) pass through to ``from_pretrained``."""
+    import pathlib
+
+    if not isinstance(model, str) or not model:
+        raise ConfigError(f"model must be a hub name or a local path, not {model!r}")
+    p = pathlib.Path(model).expanduser()
+    looks_local = (model.startswith(("/", "./", "../", "~", ".\\")) or model.endswith(("/", "\\"))
+                   or model.count("/") > 1)
+    if p.exists():
+        if not p.is_dir():
+            raise ConfigError(f"model path {model} is a file; give the model directory")
+        return str(p)
+    if looks_local:
+        raise ConfigError(f"model path {model} does not exist")
+    return model
+
+
+def load_pretrained(auto_cls: Any, model: str, **kwargs: Any) -> Any:
+    """``auto_cls.from_pretrained(model, **kwargs)`` with clear errors: a missing local path,
+    or a hub name that cannot be fetched (offline: set the path to a local copy)."""
+    model = check_model_path(model)
+    try:
+        return auto_cls.from_pretrained(model, **kwargs)
+    except OSError as exc:
+        raise ConfigError(f"cannot load {getattr(auto_cls, '__name__', auto_cls)} from "
+                          f"{model!r}: {exc}") from exc
+
+
+def load_tokenizer(model: str, **kwargs: Any) -> Any:
+    """``AutoTokenizer.from_pretrained`` with the errors of :func:`load_pretrained`."""
+    from transformers import AutoTokenizer
+
+    return load_pretrained(AutoTokenizer, model, **kwargs)
