@@ -1,7 +1,10 @@
-"""BM25 first stage on top of `bm25s <https://github.com/xhluca/bm25s>`_.
+r"""BM25 first stage on top of `bm25s <https://github.com/xhluca/bm25s>`_.
 
-Scores are bm25s's (``method="lucene"`` by default: Lucene's BM25 with its idf), computed in
-float32 and reported as Python floats; they are comparable only within one Ranking.
+Scores are bm25s's (``method="lucene"`` by default: Lucene >= 8 BM25, i.e.
+``idf * tf / (tf + k1 * (1 - b + b * dl / avgdl))`` with ``idf = ln(1 + (N - df + .5) / (df + .5))``,
+no constant ``(k1 + 1)`` factor), computed in float32 and reported as Python floats; they are
+comparable only within one Ranking. Text is lower-cased, split on ``\w\w+``, stopwords
+removed, then stemmed (PyStemmer), for documents and queries alike.
 
 Policies (documented and counted, never silent):
 
