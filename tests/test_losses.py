@@ -305,6 +305,8 @@ def test_shape_and_dtype_errors_name_expected_shapes():
         RankNet()(s, t([1.0, float("nan"), 0.0]))
     with pytest.raises(InputError, match=">= 0"):
         ApproxNDCG()(s, t([1.0, -1.0, 0.0]))
+    with pytest.raises(InputError, match="gain='linear'"):
+        LambdaLoss()(s, t([200.0, 199.0, 198.0]))
     with pytest.raises(InputError, match="no positive"):
         InfoNCE(positive="targets")(s, t([1.0, 1.0, 1.0]))
     with pytest.raises(InputError, match="position 0 is masked"):

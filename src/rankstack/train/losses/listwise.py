@@ -38,9 +38,14 @@ def _neg_inf_where_masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(~mask, float("-inf"))
 
 
-def _gains(targets: torch.Tensor, mask: torch.Tensor, gain: str) -> torch.Tensor:
+def _gains(owner: str, targets: torch.Tensor, mask: torch.Tensor, gain: str) -> torch.Tensor:
     g = torch.pow(2.0, targets) - 1.0 if gain == "exp" else targets
-    return torch.where(mask, g, torch.zeros_like(g))
+    g = torch.where(mask, g, torch.zeros_like(g))
+    if not bool(torch.isfinite(g).all()):
+        raise InputError(f"{owner}: gain 2^t - 1 overflows for targets up to "
+                         f"{targets[mask].max().item():g}; use gain='linear' (the natural "
+                         f"choice for targets_from_ranks targets)", field="targets")
+    return g
 
 
 def _ideal_dcg(gains: torch.Tensor) -> torch.Tensor:
@@ -232,6 +237,7 @@ class ApproxNDCG(RankingLoss):
     :math:`\mathrm{IDCG}_b` the exact ideal DCG over the unmasked targets. Qin et al. write
     the sigmoid as :math:`\sigma(\alpha (s_j - s_i))`, so their :math:`\alpha = 1/T`.
     Queries with :math:`\mathrm{IDCG}_b = 0` are skipped; all skipped gives a connected 0.
+    With rank targets (``depth - rank + 1``) use ``gain="linear"``: ``2^t`` explodes with depth.
 
     Args:
         temperature: :math:`T` (> 0); smaller = closer to the true (step-function) ranks.
@@ -270,7 +276,7 @@ class ApproxNDCG(RankingLoss):
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         scores, targets, mask = _validate("ApproxNDCG", scores, targets, mask)
         _check_nonnegative("ApproxNDCG", targets, mask)
-        gains = _gains(targets, mask, self.gain)
+        gains = _gains(type(self).__name__, targets, mask, self.gain)
         idcg = _ideal_dcg(gains)
         ranks = approx_ranks(scores, mask, self.temperature)
         dcg = (gains / torch.log2(1.0 + ranks)).sum(dim=1)
@@ -364,7 +370,8 @@ class LambdaLoss(RankingLoss):
         scheme: ``"ndcg_loss2pp"`` (default), ``"ndcg_loss2"`` or ``"lambdarank"``.
         mu: :math:`\mu` of NDCG-Loss2++ (>= 0; ignored by the other schemes).
         sigma: :math:`\sigma_s` of the logistic (> 0).
-        gain: ``"exp"`` (:math:`2^t - 1`) or ``"linear"``.
+        gain: ``"exp"`` (:math:`2^t - 1`, for graded qrels) or ``"linear"`` (for rank
+            targets from :func:`targets_from_ranks`, where ``2^t`` explodes).
 
     Inputs:
         +---------+---------+-------+--------------------------------------------------+
@@ -407,7 +414,7 @@ class LambdaLoss(RankingLoss):
         scores, targets, mask = _validate("LambdaLoss", scores, targets, mask)
         _check_nonnegative("LambdaLoss", targets, mask)
         with torch.no_grad():
-            gains = _gains(targets, mask, self.gain)
+            gains = _gains(type(self).__name__, targets, mask, self.gain)
             idcg = _ideal_dcg(gains)
             G = gains / idcg.clamp(min=torch.finfo(gains.dtype).tiny)[:, None]
             rho = ranks_from_targets(scores.detach(), mask, ties="first").clamp(min=1.0)

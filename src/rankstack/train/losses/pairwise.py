@@ -92,7 +92,8 @@ class RankNet(RankingLoss):
         scores = check_scores(owner, scores, "(B, N)", (2,))
         mask = check_mask(owner, mask, scores, "(B, N)")
         targets = check_targets(owner, targets, scores, "(B, N)", mask=mask)
-        return ranknet_loss(blank_padding(scores, mask), targets, mask, self.sigma, self.weight)  # type: ignore[arg-type]
+        return ranknet_loss(blank_padding(scores, mask), targets, mask, self.sigma,
+                            self.weight)  # type: ignore[arg-type]
 
 
 class MarginMSE(RankingLoss):
