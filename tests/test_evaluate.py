@@ -294,3 +294,30 @@ def test_write_run_roundtrip_same_values(tmp_path):
     write_run(run, tmp_path / "r.txt")
     ev = Evaluator(["nDCG@10", "RR"], qrels)
     assert ev.evaluate(read_run(tmp_path / "r.txt")).aggregates == ev.evaluate(run).aggregates
+
+
+def test_cli_missing_skip_per_query_external_baseline(trec_dl, monkeypatch, capsys, tmp_path):
+    full = read_run(trec_dl / "trec_results_dl19_top100.txt")
+    qids = sorted(full)[:40]
+    partial = Run({q: full[q] for q in qids}, name="partial")
+    partial.add(Run.from_dict({"999": {"x": 1.0}})["999"])  # a query without judgments
+    write_run(partial, tmp_path / "partial.txt")
+    out_json = tmp_path / "p.json"
+    rc = _cli(monkeypatch, [
+        "evaluate", str(tmp_path / "partial.txt"), "--qrels", "dl19", "--missing", "skip",
+        "--baseline", str(trec_dl / "trec_results_dl19_top100.txt"), "--test", "t",
+        "--per-query", "--json", str(out_json), "--measures", "nDCG@10"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "partial.txt: 3 judged querie(s) not in the run, left out of the means" in out
+    assert "partial.txt: 1 querie(s) without judgments ignored" in out
+    assert f"partial.txt\tnDCG@10\t{qids[0]}\t" in out
+    data = json.loads(out_json.read_text())
+    assert data["baseline"] == "trec_results_dl19_top100.txt"
+    run = {r["name"]: r for r in data["runs"]}["partial.txt"]
+    assert run["counts"] == {"aggregated": 40, "evaluated": 40, "missing": 3,
+                             "missing_policy": "skip", "unjudged_ignored": 1, "no_value": {}}
+    assert run["unjudged_queries"] == ["999"] and len(run["per_query"]["nDCG@10"]) == 40
+    (test,) = data["tests"]
+    # same rankings on the 40 shared queries: paired deltas are all 0
+    assert test["n"] == 40 and test["mean_delta"] == 0.0 and test["p_value"] == 1.0

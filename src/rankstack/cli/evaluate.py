@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from rankstack.cli._common import add_config_arg
+
+if TYPE_CHECKING:
+    from rankstack.records import Qrels, Run
 
 TEST_CHOICES = {"t": ["t"], "perm": ["perm"], "both": ["t", "perm"]}
 
@@ -50,7 +54,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_run_arg(arg: str):
+def load_run_arg(arg: str) -> Run:
     """A RUN argument: dataset name -> its candidate run; ``.json`` -> retrieve results; else TREC."""
     from rankstack.datasets import DATASETS, load_dataset
     from rankstack.errors import ConfigError
@@ -69,7 +73,7 @@ def load_run_arg(arg: str):
     return read_run(arg)
 
 
-def load_qrels_arg(arg: str):
+def load_qrels_arg(arg: str) -> tuple[Qrels, int]:
     """``--qrels``: dataset name -> (its qrels, its binary_rel); a file -> (qrels, 1)."""
     from rankstack.datasets import DATASETS, data_dir
     from rankstack.errors import ConfigError
