@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         importlib.import_module(module).add_parser(sub)
+    # Required options may come from a --config YAML, so argparse must not insist on them;
+    # check_required() enforces them after the configs are applied.
+    for sp in sub.choices.values():
+        required = [a for a in sp._actions if a.required and a.option_strings]
+        for a in required:
+            a.required = False
+        sp.set_defaults(_required=[(a.dest, a.option_strings[-1]) for a in required])
     return parser
 
 
@@ -47,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        from rankstack.cli._common import apply_configs
+        from rankstack.cli._common import apply_configs, check_required
 
         args = apply_configs(parser, argv, args)
+        check_required(parser, args)
         return int(args.func(args) or 0)
     except RankstackError as exc:
         print(f"rankstack {args.command}: error: {exc}", file=sys.stderr)

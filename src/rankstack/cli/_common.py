@@ -31,15 +31,18 @@ def apply_configs(parser: argparse.ArgumentParser, argv: list[str],
                               f"'rankstack {args.command}' (known: {', '.join(sorted(known - {'help', 'config'}))})")
         values[dest] = val
     sub.set_defaults(**values)
-    # Required options may now come from YAML: relax them for the re-parse, then check.
-    required = [a for a in sub._actions if a.required and a.dest in values]
-    for a in required:
-        a.required = False
     new = parser.parse_args(argv)
-    for a in required:
-        a.required = True
     new.config = paths
     return new
+
+
+def check_required(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options marked required must be set by a flag or by a --config file."""
+    missing = [flag for dest, flag in getattr(args, "_required", []) if getattr(args, dest, None) is None]
+    if missing:
+        _subparser(parser, args.command).error(
+            f"the following arguments are required: {', '.join(missing)} "
+            f"(on the command line or as keys in a --config file)")
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
