@@ -13,7 +13,7 @@ import pytest
 
 from rankstack.errors import ConfigError, InputError
 from rankstack.io import read_run
-from rankstack.records import Doc, Query
+from rankstack.records import Doc, Query, Ranking
 from rankstack.retrieve import BM25Index
 from rankstack.retrieve.bm25 import FORMAT_VERSION, numba_available
 
@@ -244,6 +244,9 @@ def test_dl19_candidate_corpus(dl19, tmp_path, capsys):
     run = idx.search(dl19.queries, k=100, show_progress=False)
     assert len(run) == 43 and idx.last_search_stats.empty_rankings == 0
     assert all(len(r) == 100 for r in run.values())
+    for r in run.values():  # the fast path builds Rankings that re-validate and re-sort the same
+        again = Ranking(r.query_id, list(r.docs), r.scorer)
+        assert again.doc_ids == r.doc_ids and all(type(d.score) is float for d in r)
     idx.save(tmp_path / "ix")
     again = BM25Index.load(tmp_path / "ix").search(dl19.queries, k=100, show_progress=False)
     assert again.to_dict() == run.to_dict()

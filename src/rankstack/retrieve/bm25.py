@@ -404,22 +404,39 @@ class BM25Index:
             log.info("%d query(ies) matched fewer than k=%d docs", stats.fewer_than_k, k_eff)
         return run
 
+    def _id_rank(self) -> np.ndarray:
+        """Position of each doc (by index) in plain string order of doc ids; cached."""
+        if getattr(self, "_id_rank_cache", None) is None:
+            order = sorted(range(len(self.doc_ids)), key=self.doc_ids.__getitem__)
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            self._id_rank_cache = rank
+        return self._id_rank_cache
+
     def _ranking(self, qid: str, tids: list[int], idx: np.ndarray, sc: np.ndarray, k: int,
                  stats: SearchStats, scorer: str) -> Ranking:
+        idx, sc = np.asarray(idx), np.asarray(sc)
         if len(sc) > k and sc[k] > 0 and sc[k] == sc[k - 1]:
             # A tie straddles the cut-off: bm25s picked arbitrary members of it. Re-score
             # the whole index and cut by the rankstack rule (score desc, doc id asc).
             stats.boundary_ties_rescored += 1
             full = np.asarray(self._bm25.get_scores_from_ids(tids))
-            sel = np.nonzero(full >= sc[k - 1])[0]
-            pairs = [(self.doc_ids[i], float(full[i])) for i in sel]
+            idx = np.nonzero(full >= sc[k - 1])[0]
+            sc = full[idx]
         else:
-            pairs = [(self.doc_ids[i], float(s)) for i, s in zip(idx[:k], sc[:k], strict=True)
-                     if s > 0]
-        docs = [ScoredDoc(d, s) for d, s in pairs]
-        ranking = Ranking(qid, docs, scorer)  # sorts by the tie-break rule
-        if len(ranking.docs) > k:
-            ranking.docs = ranking.docs[:k]
+            idx, sc = idx[:k], sc[:k]
+            keep = sc > 0
+            idx, sc = idx[keep], sc[keep]
+        # rankstack's tie-break rule, vectorized: score desc, then doc id asc.
+        order = np.lexsort((self._id_rank()[idx], -sc))[:k]
+        ids = [self.doc_ids[i] for i in idx[order].tolist()]
+        scores = sc[order].astype(np.float64).tolist()
+        # Built without Ranking.__post_init__ (its per-doc checks dominated search time):
+        # its invariants hold by construction: distinct indices give distinct ids, BM25
+        # scores are finite, and the lexsort above is rank_key order.
+        ranking = Ranking.__new__(Ranking)
+        ranking.query_id, ranking.scorer = qid, scorer
+        ranking.docs = list(map(ScoredDoc, ids, scores))
         if len(ranking.docs) < k:
             stats.fewer_than_k += 1
         return ranking
