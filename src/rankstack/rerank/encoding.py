@@ -550,6 +550,10 @@ def cpu_has_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+#: Alias used by training code.
+cpu_supports_bf16 = cpu_has_bf16
+
+
 def resolve_dtype(dtype: DType | str = "auto", device: str = "cpu") -> Any:
     """``auto|fp32|bf16`` -> a torch dtype; ``auto`` picks bf16 only where it is native."""
     import torch

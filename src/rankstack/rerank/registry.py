@@ -12,6 +12,12 @@ from rankstack.errors import ConfigError
 
 SCORERS: dict[str, str] = {}
 
+# Encoder families: cross-encoders and bi-encoders
+SCORERS.update({
+    "cross-encoder": "rankstack.rerank.cross_encoder:CrossEncoderScorer",
+    "bi-encoder": "rankstack.rerank.bi_encoder:BiEncoderScorer",
+})
+
 # T5 (encoder-decoder) and decoder-only families
 SCORERS.update({
     "monot5": "rankstack.rerank.t5:MonoT5Scorer",

@@ -1,0 +1,303 @@
+"""Re-rank a candidate :class:`~rankstack.records.Run` with any registered scorer.
+
+Policies (each counted in :class:`RerankStats`, logged, and kept on
+:attr:`Reranker.last_stats`):
+
+* **depth**: only the top-``depth`` candidates of each query are scored. Candidates below
+  depth are kept after them in their original order; their scores are replaced by
+  ``min(re-ranked scores) - 1, - 2, ...`` so they sort below every re-ranked one (scores of
+  one Ranking stay comparable only in order).
+* **query with zero candidates**: kept as an empty Ranking (counted ``empty_queries``).
+* **doc id missing from the corpus**: :class:`~rankstack.errors.InputError` naming query and
+  doc; with ``on_missing="skip"`` the doc is dropped from the output and counted
+  (``missing_docs``). A query id missing from ``queries`` is handled the same way (its whole
+  ranking is dropped and counted in ``missing_queries``).
+* **empty run**: InputError (nothing to re-rank is almost always a wiring mistake).
+* **passages longer than the token budget**: truncated by the scorer's encoder and counted
+  (``passages_truncated``; likewise ``queries_truncated``).
+
+Produced Rankings name the model as their ``scorer``; the score kind (logit, log_prob,
+cosine...) is :attr:`Reranker.score_kind`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from rankstack.errors import ConfigError, InputError
+from rankstack.records import Doc, Query, Ranking, Run, ScoredDoc
+from rankstack.rerank.base import Scorer
+from rankstack.rerank.registry import SCORERS, scorer_class
+
+if TYPE_CHECKING:
+    from rankstack.datasets import Dataset
+
+log = logging.getLogger("rankstack.rerank")
+
+OnMissing = Literal["raise", "skip"]
+
+#: config.json key naming the rankstack family of a saved model directory.
+FAMILY_KEY = "rankstack_family"
+
+
+@dataclass
+class RerankStats:
+    """What one :meth:`Reranker.rerank` call did (see module doc for the policies)."""
+
+    model: str = ""
+    score_kind: str = ""
+    depth: int | None = None
+    queries: int = 0
+    pairs_scored: int = 0
+    kept_below_depth: int = 0
+    empty_queries: int = 0
+    missing_docs: int = 0
+    missing_queries: int = 0
+    passages_truncated: int = 0
+    queries_truncated: int = 0
+    seconds: float = 0.0
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.pairs_scored / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pairs_per_second"] = round(self.pairs_per_second, 2)
+        return d
+
+    def summary(self) -> str:
+        return (f"{self.model}: re-ranked {self.pairs_scored} pairs of {self.queries} queries "
+                f"(depth {self.depth}) in {self.seconds:.1f}s ({self.pairs_per_second:.1f} "
+                f"pairs/s); empty queries {self.empty_queries}, missing docs "
+                f"{self.missing_docs}, missing queries {self.missing_queries}, passages "
+                f"truncated {self.passages_truncated}, queries truncated "
+                f"{self.queries_truncated}")
+
+
+def family_from_config(model: str) -> str | None:
+    """The ``rankstack_family`` recorded in ``<model>/config.json``, if any."""
+    cfg = Path(model) / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        value = json.loads(cfg.read_text(encoding="utf-8")).get(FAMILY_KEY)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read model config: {exc}", path=cfg) from exc
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"{FAMILY_KEY} must be a string", path=cfg, field=FAMILY_KEY)
+    return value
+
+
+def _counts(scorer: Scorer) -> tuple[int, int]:
+    c = getattr(scorer, "counts", None)
+    if c is None:
+        return 0, 0
+    return int(getattr(c, "passages", 0)), int(getattr(c, "queries", 0))
+
+
+class Reranker:
+    """Scores the top-``depth`` candidates of each query with ``scorer`` and re-sorts them.
+
+    ``batch_size`` (if given) is set on the scorer; ``chunk_pairs`` pairs are handed to the
+    scorer at a time (progress bar steps, bounded memory).
+    """
+
+    def __init__(self, scorer: Scorer, batch_size: int | None = None, depth: int | None = 100,
+                 *, on_missing: OnMissing = "raise", show_progress: bool = True,
+                 chunk_pairs: int = 4096) -> None:
+        if depth is not None and (not isinstance(depth, int) or depth < 1):
+            raise ConfigError(f"depth must be a positive integer or None, not {depth!r}")
+        if on_missing not in ("raise", "skip"):
+            raise ConfigError(f"on_missing must be 'raise' or 'skip', not {on_missing!r}")
+        if batch_size is not None:
+            if not isinstance(batch_size, int) or batch_size < 1:
+                raise ConfigError(f"batch_size must be a positive integer, not {batch_size!r}")
+            scorer.batch_size = batch_size  # type: ignore[attr-defined]
+        self.scorer = scorer
+        self.depth = depth
+        self.on_missing: OnMissing = on_missing
+        self.show_progress = show_progress
+        self.chunk_pairs = max(1, int(chunk_pairs))
+        self.last_stats: RerankStats | None = None
+
+    @property
+    def name(self) -> str:
+        """The model id; the ``scorer`` of produced Rankings."""
+        return self.scorer.name
+
+    @property
+    def score_kind(self) -> str:
+        return self.scorer.score_kind
+
+    @classmethod
+    def from_pretrained(cls, model: str | None = None, family: str | None = None,
+                        **settings: Any) -> Reranker:
+        """Load a scorer of ``family`` from a hub name or local path and wrap it.
+
+        ``family=None``: read ``rankstack_family`` from ``<model>/config.json``; if absent,
+        a ConfigError asks for it (families are never guessed from names). ``model=None``:
+        the offline default (:mod:`rankstack.rerank.defaults`). Reranker settings
+        (``depth``, ``on_missing``, ``show_progress``, ``chunk_pairs``) are taken out of
+        ``settings``; ``batch_size`` goes to both; the rest go to the scorer.
+        """
+        own = {k: settings.pop(k) for k in ("depth", "on_missing", "show_progress",
+                                            "chunk_pairs") if k in settings}
+        if model is None:
+            from rankstack.rerank.defaults import default_model
+
+            path, default_family, defaults = default_model()
+            if family is not None and family != default_family:
+                raise ConfigError(f"no model given for family {family!r}; the offline default "
+                                  f"model is a {default_family!r} (name a model with --model)")
+            model, family = path, default_family
+            settings = {**defaults, **settings}
+        if family is None:
+            family = family_from_config(model)
+            if family is None:
+                raise ConfigError(
+                    f"model {model!r}: give its family with --family (one of "
+                    f"{', '.join(sorted(SCORERS))}); rankstack never guesses it from the name "
+                    f"(a saved model may record it as '{FAMILY_KEY}' in config.json)")
+        cls_ = scorer_class(family)
+        load = getattr(cls_, "from_pretrained", cls_)
+        scorer = load(model, **settings)
+        return cls(scorer, settings.get("batch_size"), **own)
+
+    def close(self) -> None:
+        self.scorer.close()
+
+    # -- re-ranking -------------------------------------------------------------------------
+    def rerank(self, run: Run, queries: Mapping[str, Query], docs: Mapping[str, Doc],
+               depth: int | None = None) -> Run:
+        """Re-rank ``run`` (see module doc for policies); stats go to :attr:`last_stats`."""
+        return self.rerank_with_stats(run, queries, docs, depth)[0]
+
+    def rerank_with_stats(self, run: Run, queries: Mapping[str, Query],
+                          docs: Mapping[str, Doc], depth: int | None = None
+                          ) -> tuple[Run, RerankStats]:
+        depth = self.depth if depth is None else depth
+        if depth is not None and (not isinstance(depth, int) or depth < 1):
+            raise ConfigError(f"depth must be a positive integer or None, not {depth!r}")
+        if len(run) == 0:
+            raise InputError(f"run {run.name!r} has no queries: nothing to re-rank")
+        stats = RerankStats(model=self.name, score_kind=self.score_kind, depth=depth)
+        t0 = time.perf_counter()
+        p0, q0 = _counts(self.scorer)
+
+        # Gather the pairs to score; check inputs before any model work.
+        plan: list[tuple[str, list[str], list[ScoredDoc]]] = []
+        q_texts: list[str] = []
+        p_texts: list[str] = []
+        for qid, ranking in run.items():
+            query = queries.get(qid)
+            if query is None:
+                if self.on_missing == "raise":
+                    raise InputError(f"query {qid!r} of run {run.name!r} has no text "
+                                     f"(not in the queries)", field="query_id")
+                stats.missing_queries += 1
+                continue
+            stats.queries += 1
+            if len(ranking) == 0:
+                stats.empty_queries += 1
+            head = ranking.docs if depth is None else ranking.docs[:depth]
+            tail = [] if depth is None else ranking.docs[depth:]
+            ids: list[str] = []
+            for sd in head:
+                doc = docs.get(sd.doc_id)
+                if doc is None:
+                    if self.on_missing == "raise":
+                        raise InputError(f"doc {sd.doc_id!r} (query {qid!r}) is not in the "
+                                         f"corpus", field="doc_id")
+                    stats.missing_docs += 1
+                    continue
+                ids.append(sd.doc_id)
+                q_texts.append(query.text)
+                p_texts.append(doc.full_text)
+            kept_tail = []
+            for sd in tail:
+                if sd.doc_id not in docs:
+                    if self.on_missing == "raise":
+                        raise InputError(f"doc {sd.doc_id!r} (query {qid!r}) is not in the "
+                                         f"corpus", field="doc_id")
+                    stats.missing_docs += 1
+                    continue
+                kept_tail.append(sd)
+            plan.append((qid, ids, kept_tail))
+
+        scores = self._score(q_texts, p_texts)
+        stats.pairs_scored = len(scores)
+
+        out = Run(name=f"{run.name}+{_short(self.name)}")
+        pos = 0
+        for qid, ids, tail in plan:
+            s = scores[pos:pos + len(ids)]
+            pos += len(ids)
+            head_docs = [ScoredDoc(d, float(x)) for d, x in zip(ids, s, strict=True)]
+            floor = float(s.min()) if len(s) else 0.0
+            tail_docs = [ScoredDoc(sd.doc_id, floor - (i + 1)) for i, sd in enumerate(tail)]
+            stats.kept_below_depth += len(tail_docs)
+            out.add(Ranking(qid, head_docs + tail_docs, self.name))
+
+        p1, q1 = _counts(self.scorer)
+        stats.passages_truncated, stats.queries_truncated = p1 - p0, q1 - q0
+        stats.seconds = time.perf_counter() - t0
+        self.last_stats = stats
+        log.info("%s", stats.summary())
+        if stats.missing_docs or stats.missing_queries:
+            log.warning("%s: skipped %d docs and %d queries missing from the inputs",
+                        self.name, stats.missing_docs, stats.missing_queries)
+        return out, stats
+
+    def _score(self, q_texts: list[str], p_texts: list[str]) -> np.ndarray:
+        n = len(q_texts)
+        out = np.empty(n, dtype=np.float32)
+        bar = None
+        if self.show_progress and n:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc=f"re-ranking ({_short(self.name)})", unit="pair")
+        try:
+            for a in range(0, n, self.chunk_pairs):
+                b = min(n, a + self.chunk_pairs)
+                s = np.asarray(self.scorer.score_pairs(q_texts[a:b], p_texts[a:b]),
+                               dtype=np.float32).reshape(-1)
+                if len(s) != b - a:
+                    raise RuntimeError(f"scorer {self.name} returned {len(s)} scores for "
+                                       f"{b - a} pairs")
+                if not np.isfinite(s).all():
+                    bad = int(np.flatnonzero(~np.isfinite(s))[0]) + a
+                    raise RuntimeError(f"scorer {self.name} returned a non-finite score for "
+                                       f"pair {bad} (query {q_texts[bad][:60]!r})")
+                out[a:b] = s
+                if bar is not None:
+                    bar.update(b - a)
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
+
+
+def _short(name: str) -> str:
+    return Path(name.rstrip("/")).name or name
+
+
+def rerank_dataset(ds: Dataset, reranker: Reranker | None = None, *, model: str | None = None,
+                   family: str | None = None, depth: int | None = None,
+                   **settings: Any) -> Run:
+    """Re-rank a dataset's candidate run (``ds.run``) with ``reranker`` or a model to load."""
+    if ds.run is None:
+        raise ConfigError(f"dataset {ds.name!r} has no candidate run to re-rank")
+    if reranker is None:
+        reranker = Reranker.from_pretrained(model, family, **settings)
+    elif model is not None or family is not None or settings:
+        raise ConfigError("give either a reranker or a model/family/settings, not both")
+    return reranker.rerank(ds.run, ds.queries, ds.docs, depth=depth)
