@@ -13,7 +13,7 @@ Importing this package needs torch and transformers (``pip install 'rankstack[ne
 from rankstack.llm.pe_rank.embedder import PassageEmbedder, default_embedder_path
 from rankstack.llm.pe_rank.model import PERankConfig, PERankModel, Prompt, load_projector_files
 from rankstack.llm.pe_rank.projector import Projector
-from rankstack.llm.pe_rank.reranker import PERankReranker
+from rankstack.llm.pe_rank.reranker import PERankReranker, window_token_counts
 from rankstack.llm.pe_rank.train import (
     RankingExample,
     alignment_loss,
@@ -38,4 +38,5 @@ __all__ = [
     "ranking_loss",
     "train_alignment",
     "train_ranking",
+    "window_token_counts",
 ]

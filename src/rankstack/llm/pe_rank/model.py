@@ -13,6 +13,9 @@ Language Models" (PE-Rank). Design choices in rankstack (read before changing):
   L2-normalised). The chosen passage's ``P_j`` is fed back as the next input embedding.
   Decoding is greedy and constrained to passages not yet emitted; EOS is allowed only when all
   are emitted (and is then the only choice), so the output is always a permutation.
+* **Layout.** ``compact`` (default) puts the slots back to back, one token per passage;
+  ``numbered`` gives each its own line ``Passage 3: [<slot>]`` as in the PE-Rank paper
+  (~7 tokens per passage). Stored with the model: train and rank with the same layout.
 * **Content mode.** With ``with_content`` each slot is followed by the passage text, truncated
   to ``max_passage_tokens`` LLM tokens. The same budget is the encoder's ``max_length``. It is
   stored with the model so training and inference use the same passage length.
@@ -41,6 +44,7 @@ log = logging.getLogger("rankstack.llm.pe_rank")
 CONFIG_NAME = "pe_rank_config.json"
 PROJECTOR_NAME = "projector.safetensors"
 SLOT = -1  # marks a passage slot in a list of token ids
+LAYOUTS = ("compact", "numbered")
 
 
 @dataclass
@@ -59,6 +63,9 @@ class PERankConfig:
     embedder: str = ""
     #: the LLM the projector was trained with
     llm: str = ""
+    #: how slots are laid out: "compact" (slots back to back: 1 token per passage) or
+    #: "numbered" (one line per passage, ``Passage 3: [<slot>]``, as in the PE-Rank paper)
+    layout: str = "compact"
     #: completed training stages, e.g. ["alignment", "ranking"]
     stages: list[str] | None = None
 
@@ -103,6 +110,8 @@ class PERankModel(torch.nn.Module):
                               f"outputs {config.d_llm}")
         if config.max_passage_tokens < 1:
             raise ConfigError(f"max_passage_tokens must be >= 1, not {config.max_passage_tokens}")
+        if config.layout not in LAYOUTS:
+            raise ConfigError(f"layout must be one of {LAYOUTS}, not {config.layout!r}")
         if not config.temperature > 0:
             raise ConfigError(f"temperature must be > 0, not {config.temperature}")
         self.lm = lm
@@ -229,10 +238,14 @@ class PERankModel(torch.nn.Module):
         ids = self._head() + self._piece(
             f"Rank the {n} passages below by their relevance to the search query. "
             f"Each passage is shown as {what}.\nQuery: {query}\n")
-        for i in range(n):
-            ids += self._piece(f"Passage {i + 1}: [")
-            ids.append(SLOT)
-            ids += self._piece("]")
+        numbered = self.config.layout == "numbered"
+        if not numbered and contents is None:
+            ids += self._piece("Passages:") + [SLOT] * n + self._piece("\n")
+        for i in range(n if numbered or contents is not None else 0):
+            if numbered:
+                ids += self._piece(f"Passage {i + 1}: [") + [SLOT] + self._piece("]")
+            else:
+                ids.append(SLOT)
             if contents is not None:
                 ids += self._piece(" ") + self._content_ids(contents[i])
             ids += self._piece("\n")

@@ -28,7 +28,7 @@ from typing import Any
 from rankstack.errors import ConfigError, InputError, require
 from rankstack.llm.pe_rank.embedder import PassageEmbedder
 from rankstack.llm.pe_rank.model import PERankModel
-from rankstack.llm.sliding_window import SlidingWindowReranker
+from rankstack.llm.sliding_window import SlidingWindowReranker, sliding_windows
 from rankstack.records import Doc, Query, Ranking, Run
 
 log = logging.getLogger("rankstack.llm.pe_rank")
@@ -174,3 +174,39 @@ class PERankReranker:
             log.warning("PE-Rank: %d candidate(s) missing from the corpus kept below the "
                         "re-ranked ones", self.accounting["missing_docs"])
         return out
+
+
+def window_token_counts(model: PERankModel, run: Run, queries: Mapping[str, Query | str],
+                        docs: Mapping[str, Doc], *, window: int = 20, stride: int = 10,
+                        depth: int | None = None) -> dict[str, float]:
+    """Prompt/output tokens of one sliding-window pass over ``run``, PE-Rank vs text listwise.
+
+    No model is run: windows are taken over each ranking's input order (the token counts do
+    not depend on the order). Sums over all windows, plus per-passage averages. Docs missing
+    from ``docs`` raise :class:`InputError`.
+    """
+    keys = ("pe_rank", "pe_rank_with_content", "text", "pe_rank_output", "text_output",
+            "passages")
+    tot = dict.fromkeys(keys, 0)
+    windows = 0
+    for qid, ranking in run.rankings.items():
+        q = queries.get(qid)
+        if q is None:
+            raise InputError(f"query {qid!r} of run {run.name!r} has no text", field="query_id")
+        qtext = q.text if isinstance(q, Query) else str(q)
+        ids = ranking.doc_ids if depth is None else ranking.doc_ids[:depth]
+        for d in ids:
+            if d not in docs:
+                raise InputError(f"doc {d!r} of query {qid!r} is not in the corpus",
+                                 field="doc_id")
+        for start, end in sliding_windows(len(ids), window, stride):
+            counts = model.prompt_token_counts(qtext, [docs[d].full_text for d in ids[start:end]])
+            for k in keys:
+                tot[k] += counts[k]
+            windows += 1
+    out: dict[str, float] = {"windows": windows, **tot}
+    if tot["passages"]:
+        out["pe_rank_per_passage"] = tot["pe_rank"] / tot["passages"]
+        out["text_per_passage"] = tot["text"] / tot["passages"]
+        out["prompt_ratio"] = tot["text"] / max(tot["pe_rank"], 1)
+    return out
