@@ -39,7 +39,7 @@ WORDS: list[str] = [
     "today", "tomorrow", "music", "guitar", "piano", "play", "plays", "long", "very", "word",
     "words", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
     "sentence", "about", "Judge", "whether", "following", "Output", "only", "Please",
-    "respond", "Passage",
+    "respond", "Passage", "do",
 ]
 
 _CORPUS_LINES = [

@@ -76,7 +76,7 @@ class RankLlamaScorer(PromptScorer):
                               f"has {n_labels} labels")
         self.pad_token_id = self._choose_pad()
         model.config.pad_token_id = self.pad_token_id
-        self._overhead = len(self._render_ids([""], [""])[0])
+        self._set_overhead(self._render_ids)
 
     @classmethod
     def _model_kwargs(cls) -> dict[str, Any]:
@@ -177,7 +177,7 @@ class YesNoScorer(PromptScorer):
         self.token_ids = ids
         self._keep_last = accepts(model.forward, "logits_to_keep")
         self._positions = accepts(model.forward, "position_ids")
-        self._overhead = len(self._render_ids([""], [""])[0])
+        self._set_overhead(self._render_ids)
 
     def _prompt_texts(self, queries: list[str], docs: list[str]) -> list[str]:
         texts = [render(self.template, q, d) for q, d in zip(queries, docs, strict=True)]

@@ -35,9 +35,6 @@ from rankstack.rerank.encoding import (
     run_batched,
 )
 
-#: Tokens of slack kept below ``max_length`` for merges across a cut boundary.
-_SLACK = 2
-
 
 def resolve_token_id(tokenizer: Any, token: str | int, what: str) -> int:
     """The vocabulary id of ``token``: an int id (checked), an exact vocabulary entry
@@ -225,14 +222,22 @@ class PromptScorer(Scorer):
         return 0
 
     # -- helpers for subclasses -----------------------------------------------------------
+    def _set_overhead(self, render: Callable[[list[str], list[str]], list[list[int]]]) -> None:
+        """Measure the template's token overhead; fail now if ``max_length`` leaves no room."""
+        self._overhead = template_overhead(render, self.tokenizer)
+        if self.max_length - self._overhead < 2:
+            raise ConfigError(f"max_length {self.max_length} leaves no room for text after the "
+                              f"{self.family} template ({self._overhead} tokens)")
+
     def _device_inputs(self, batch: Batch) -> dict[str, Any]:
         dev = self.runtime.device
         return {k: v.to(dev) for k, v in batch.torch().items() if k != "token_type_ids"}
 
-    def _cut_queries(self, queries: Sequence[str]) -> tuple[list[str], list[int]]:
-        """Budgeted queries (each distinct query cut once); counts cut queries per input."""
+    def _cut_queries(self, queries: Sequence[str], budget: int
+                     ) -> tuple[list[str], list[int]]:
+        """Queries cut to ``budget`` (each distinct query once); counts cut queries per input."""
         uniq = list(dict.fromkeys(queries))
-        texts, kept, flags = self.cutter.cut(uniq, self.query_length)
+        texts, kept, flags = self.cutter.cut(uniq, budget)
         by = {q: (t, k, f) for q, t, k, f in zip(uniq, texts, kept, flags, strict=True)}
         self.counts.queries += sum(by[q][2] for q in queries)
         return [by[q][0] for q in queries], [by[q][1] for q in queries]
@@ -249,12 +254,12 @@ class PromptScorer(Scorer):
         """
         if len(queries) != len(passages):
             raise ValueError(f"{len(queries)} queries but {len(passages)} passages")
-        room = self.max_length - overhead - _SLACK
-        if room <= self.query_length:
-            raise ConfigError(f"max_length {self.max_length} leaves no room for a passage after "
-                              f"the template ({overhead} tokens) and the query budget "
-                              f"({self.query_length}); raise max_length or lower query_length")
-        qs, q_len = self._cut_queries(queries)
+        room = self.max_length - overhead
+        if room < 2:
+            raise ConfigError(f"max_length {self.max_length} leaves no room for text after the "
+                              f"template ({overhead} tokens)")
+        # the query keeps at most query_length tokens and always leaves one for the passage
+        qs, q_len = self._cut_queries(queries, min(self.query_length, room - 1))
         budgets = [min(self.doc_length, room - ql) for ql in q_len]
         ds, d_len, d_cut = self.cutter.cut(passages, budgets)
         out = render(qs, ds) if qs else []
@@ -271,6 +276,18 @@ class PromptScorer(Scorer):
             self.counts.passages += cut
         self.counts.encoded += len(out)
         return out
+
+
+def template_overhead(render: Callable[[list[str], list[str]], list[list[int]]],
+                      tokenizer: Any) -> int:
+    """Tokens a template and its special tokens add around a query and a passage.
+
+    Measured around a one-character probe, so pieces a template only produces around empty
+    fields (a dangling space) are not counted; :meth:`PromptScorer._fit` fixes the rare
+    off-by-one at a cut.
+    """
+    probe = len(tokenizer("x", add_special_tokens=False)["input_ids"])
+    return max(0, min(len(render(["x"], ["x"])[0]) - 2 * probe, len(render([""], [""])[0])))
 
 
 def accepts(fn: Any, name: str) -> bool:

@@ -65,7 +65,7 @@ class T5PointwiseScorer(PromptScorer):
             raise ConfigError(f"{self.name}: model config has no decoder_start_token_id; "
                               f"family {self.family!r} needs an encoder-decoder model")
         self.decoder_start_token_id = int(start)
-        self._overhead = len(self._render_ids([""], [""])[0])
+        self._set_overhead(self._render_ids)
         self.token_ids: list[int] = []
 
     def _render_ids(self, queries: list[str], docs: list[str]) -> list[list[int]]:
