@@ -87,7 +87,7 @@ class BiEncoderScorer(TransformerScorer):
                  similarity: Similarity = "cosine", query_prefix: str = "",
                  passage_prefix: str = "", append_eos: bool = False,
                  query_length: int | None = None, doc_length: int | None = None,
-                 max_length: int | None = None, padding_side: str | None = None,
+                 max_length: int | None = None,
                  **settings: Any) -> None:
         if similarity not in ("cosine", "dot"):
             raise ConfigError(f"similarity must be cosine or dot, not {similarity!r}")
@@ -108,10 +108,6 @@ class BiEncoderScorer(TransformerScorer):
         self.score_kind = similarity  # type: ignore[misc]
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
-        if padding_side is not None:
-            if padding_side not in ("left", "right"):
-                raise ConfigError(f"padding_side must be left or right, not {padding_side!r}")
-            self.padding_side = padding_side
         self.suffix_ids: list[int] = []
         if append_eos:
             eos = self.tokenizer.eos_token_id

@@ -45,7 +45,9 @@ class TransformerScorer(Scorer):
     ``dtype`` (auto|fp32|bf16), ``device``; ``backend`` (``torch`` or ``onnx``: exported once
     and cached, fp32), ``quantize`` (``None`` or ``"int8"``: ONNX dynamic quantization, which
     changes rankings; measure it with ``benchmarks/rerank_throughput.py`` before use),
-    ``cache_dir`` for ONNX files, ``chunk_size`` (inputs length-sorted together).
+    ``cache_dir`` for ONNX files, ``chunk_size`` (inputs length-sorted together),
+    ``padding_side`` (default: the tokenizer's; left padding passes position ids counted
+    over real tokens).
     Subclasses set :attr:`auto_class` and implement :meth:`_outputs` / :meth:`score_pairs`.
     """
 
@@ -61,7 +63,7 @@ class TransformerScorer(Scorer):
                  threads: int = 1, dtype: str = "auto", device: str = "cpu",
                  backend: Backend = "torch", quantize: str | None = None,
                  cache_dir: str | None = None, chunk_size: int = 8192,
-                 model_kwargs: dict[str, Any] | None = None) -> None:
+                 padding_side: str | None = None, model_kwargs: dict[str, Any] | None = None) -> None:
         require("torch", "neural", "neural re-rankers")
         transformers = require("transformers", "neural", "neural re-rankers")
         if backend not in ("torch", "onnx"):
@@ -93,9 +95,18 @@ class TransformerScorer(Scorer):
             self.tokenizer, query_length=query_length, doc_length=doc_length,
             max_length=max_length, model_config=self.config)
         self.pad_token_id = self._pad_id()
-        self.padding_side = getattr(self.tokenizer, "padding_side", "right") or "right"
+        if padding_side not in (None, "left", "right"):
+            raise ConfigError(f"padding_side must be left or right, not {padding_side!r}")
+        self.padding_side = (padding_side or getattr(self.tokenizer, "padding_side", "right")
+                             or "right")
+        import inspect
+
+        self._takes_position_ids = "position_ids" in inspect.signature(
+            self.model.forward).parameters
         self._onnx = None
         if backend == "onnx":
+            if self.padding_side == "left":
+                raise ConfigError("the ONNX backend supports right padding only")
             from rankstack.rerank.onnx_backend import OnnxModel
 
             self._onnx = OnnxModel.for_model(
@@ -135,7 +146,10 @@ class TransformerScorer(Scorer):
         import torch
 
         with torch.inference_mode():
-            inputs = {k: v.to(self.runtime.device) for k, v in batch.torch().items()}
+            arrays = batch.arrays()
+            if batch.padding_side == "left" and self._takes_position_ids:
+                arrays["position_ids"] = batch.position_ids()
+            inputs = {k: torch.from_numpy(v).to(self.runtime.device) for k, v in arrays.items()}
             out = self.model(**inputs)
             t = getattr(out, self.onnx_output)
             return t.float().cpu().numpy()

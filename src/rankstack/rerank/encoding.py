@@ -291,9 +291,9 @@ class PairEncoder:
     def encode_single(self, texts: Sequence[str], budget: int | None = None, *,
                       kind: Literal["queries", "passages"] = "passages",
                       prefix: str = "", suffix_ids: Sequence[int] = ()) -> list[Encoded]:
-        """Encode texts alone (bi-encoders): ``special + prefix + text[:budget] + suffix_ids``.
+        """Encode texts alone (bi-encoders): ``special + (prefix + text)[:budget] + suffix_ids``.
 
-        ``prefix`` (e.g. ``"query: "``) is tokenized once and does not use up the budget;
+        ``prefix`` (e.g. ``"query: "``) does not use up the budget;
         ``suffix_ids`` (e.g. ``[eos_token_id]``) are appended after the text. The whole input is
         capped at ``max_length``.
         """
@@ -301,16 +301,19 @@ class PairEncoder:
         assert lay is not None
         if budget is None:
             budget = self.query_length if kind == "queries" else self.doc_length
-        pre = self._tok([prefix])[0] if prefix else []
-        room = self.max_length - lay.n_single - len(pre) - len(suffix_ids)
-        if room < 1:
+        # The prefix is tokenized together with each text (tokenizing it apart can change
+        # the tokens at the seam, e.g. SentencePiece's "▁"); it does not use up the budget.
+        n_pre = len(self._tok([prefix])[0]) if prefix else 0
+        room = self.max_length - lay.n_single - len(suffix_ids)
+        if room - n_pre < 1:
             raise ConfigError(f"max_length {self.max_length} leaves no room for text")
-        budget = min(budget, room)
-        ids = (self._tokenize_distinct(texts, budget, kind=kind) if kind == "queries"
-               else self._tokenize_counted(texts, budget, kind))
+        budget = min(budget + n_pre, room)
+        joined = [prefix + t for t in texts]
+        ids = (self._tokenize_distinct(joined, budget, kind=kind) if kind == "queries"
+               else self._tokenize_counted(joined, budget, kind))
         out = []
         for x in ids:
-            i, t = lay.build_single(pre + x + list(suffix_ids))
+            i, t = lay.build_single(x + list(suffix_ids))
             out.append(Encoded(i, t if self.use_token_type_ids else None))
         self.counts.encoded += len(out)
         return out
@@ -428,6 +431,11 @@ class Batch:
         import torch
 
         return {k: torch.from_numpy(v) for k, v in self.arrays().items()}
+
+    def position_ids(self) -> np.ndarray:
+        """Positions counted over real tokens only (0 at each row's first real token), so
+        left-padded rows get the same positions as unpadded ones."""
+        return np.maximum(np.cumsum(self.attention_mask, axis=1) - 1, 0).astype(np.int64)
 
     def last_token_positions(self) -> np.ndarray:
         """Position of each row's last real (non-pad) token, for either padding side."""
