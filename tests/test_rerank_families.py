@@ -291,3 +291,92 @@ def test_bf16_runs_close_to_fp32(scorers, paths):
     assert np.isfinite(got).all()
     ref = scorers["monot5"].score_pairs(QUERIES, PASSAGES)
     assert np.corrcoef(got, ref)[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_reranker_from_pretrained_end_to_end(family, paths, scorers):
+    from rankstack.records import Doc, Query, Ranking, Run
+    from rankstack.rerank.reranker import Reranker
+
+    qids = ["q1", "q2"]
+    queries = {"q1": Query("q1", QUERIES[0]), "q2": Query("q2", QUERIES[1])}
+    docs = {f"d{i}": Doc(f"d{i}", p) for i, p in enumerate(PASSAGES)}
+    run = Run({q: Ranking.from_scores(q, {f"d{i}": float(-i) for i in range(len(PASSAGES))},
+                                      "bm25") for q in qids}, "bm25")
+    rr = Reranker.from_pretrained(str(paths[family]), family=family, dtype="fp32",
+                                  batch_size=3, show_progress=False)
+    assert rr.score_kind == scorers[family].score_kind
+    out = rr.rerank(run, queries, docs)
+    for q in qids:
+        want = scorers[family].score_pairs([queries[q].text] * len(PASSAGES), PASSAGES)
+        got = out[q].scores()
+        np.testing.assert_allclose([got[f"d{i}"] for i in range(len(PASSAGES))], want,
+                                   atol=1e-5)
+        assert out[q].doc_ids == sorted(got, key=lambda d: (-got[d], d))
+        assert out[q].scorer == str(paths[family])
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # peft calls a deprecated HF property
+def test_rankllama_lora_adapter_is_merged(tiny_llama_cls_dir, tmp_path):
+    peft = pytest.importorskip("peft")
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_llama_cls_dir)
+    cfg = peft.LoraConfig(task_type=peft.TaskType.SEQ_CLS, r=4, lora_alpha=8,
+                          target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    torch.manual_seed(1)
+    lora_model = peft.get_peft_model(base, cfg)
+    lora_model.save_pretrained(tmp_path / "adapter")
+    merged = lora_model.merge_and_unload().eval()
+    merged.save_pretrained(tmp_path / "merged")
+    transformers.AutoTokenizer.from_pretrained(tiny_llama_cls_dir).save_pretrained(
+        tmp_path / "merged")
+
+    s = load("rankllama", tiny_llama_cls_dir, lora=str(tmp_path / "adapter"), batch_size=4)
+    assert s.name == str(tmp_path / "adapter")
+    got = s.score_pairs(QUERIES, PASSAGES)
+    np.testing.assert_allclose(got, expected_rankllama(tmp_path / "merged", QUERIES, PASSAGES),
+                               atol=1e-5)
+    plain = load("rankllama", tiny_llama_cls_dir).score_pairs(QUERIES, PASSAGES)
+    assert np.abs(got - plain).max() > 1e-3  # the adapter changed the model
+
+
+def test_yes_no_with_a_chat_template(tiny_llama_dir, tmp_path):
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_llama_dir)
+    tok.chat_template = ("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] "
+                         "{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}"
+                         "[assistant] {% endif %}")
+    tok.save_pretrained(tmp_path)
+    s = load("yes-no", tiny_llama_dir, tokenizer=str(tmp_path), chat=True, system="Judge",
+             batch_size=3)
+    got = s.score_pairs(QUERIES, PASSAGES)
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    want = []
+    for q, d in zip(QUERIES, PASSAGES, strict=True):
+        user = (f"Passage: {d}\nQuery: {q}\nDoes the passage answer the query? "
+                "Answer 'Yes' or 'No'.\nAnswer:")
+        text = f"<s>[system] Judge\n[user] {user}\n[assistant] "
+        ids = tok(text, add_special_tokens=False).input_ids
+        assert ids.count(tok.bos_token_id) == 1  # the template's bos only
+        # "... [assistant] Yes" tokenizes the trailing space into "▁Yes": the prompt the model
+        # continues is the text without that space, its next token "▁Yes" / "▁No"
+        yes_ids = tok(text + "Yes", add_special_tokens=False).input_ids
+        assert ids[-1] == tok.convert_tokens_to_ids("▁") and yes_ids[:-1] == ids[:-1]
+        ids = ids[:-1]
+        yes, no = tok.convert_tokens_to_ids(["▁Yes", "▁No"])
+        assert s.token_ids == [yes, no] and s.drop_tail == [tok.convert_tokens_to_ids("▁")]
+        with torch.no_grad():
+            lg = model(input_ids=torch.tensor([ids])).logits[0, -1]
+        want.append((lg[yes] - lg[no]).item())
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_tiny_encoder_builders_load(tiny_bert_dir, tiny_electra_dir):
+    for path, kind in ((tiny_bert_dir, "bert"), (tiny_electra_dir, "electra")):
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(path).eval()
+        tok = transformers.AutoTokenizer.from_pretrained(path)
+        assert model.config.model_type == kind and model.config.num_labels == 1
+        assert model.config.hidden_size == 32
+        enc = tok(["what do cats eat", "capital"], ["cats eat food", "Paris"], padding=True,
+                  return_tensors="pt")
+        with torch.no_grad():
+            out = model(**enc).logits
+        assert out.shape == (2, 1) and torch.isfinite(out).all()

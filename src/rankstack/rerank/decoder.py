@@ -165,16 +165,23 @@ class YesNoScorer(PromptScorer):
         if chat and not getattr(tokenizer, "chat_template", None):
             raise ConfigError(f"{self.name}: chat=True but the tokenizer has no chat template")
         context = self._prompt_texts(["q"], ["d"])[0]
-        ids = []
+        ids, tails = [], []
         for tok, word, what in ((yes_token, "Yes", "yes_token"), (no_token, "No", "no_token")):
             if tok is None:
-                ids.append(continuation_token_id(tokenizer, context, word if chat else " " + word,
-                                                 f"yes-no {what}"))
+                tid, tail = continuation_token_id(tokenizer, context,
+                                                  word if chat else " " + word, f"yes-no {what}")
+                ids.append(tid)
+                tails.append(tail)
             else:
                 ids.append(resolve_token_id(tokenizer, tok, f"yes-no {what}"))
         if ids[0] == ids[1]:
             raise ConfigError(f"yes-no: Yes and No resolve to the same token id {ids[0]}")
+        if len(tails) == 2 and tails[0] != tails[1]:
+            raise ConfigError("yes-no: Yes and No merge differently with the prompt's end; give "
+                              "yes_token and no_token explicitly")
         self.token_ids = ids
+        #: prompt-final ids that belong to the answer (a template's trailing space): dropped
+        self.drop_tail: list[int] = tails[0] if tails else []
         self._keep_last = accepts(model.forward, "logits_to_keep")
         self._positions = accepts(model.forward, "position_ids")
         self._set_overhead(self._render_ids)
@@ -195,7 +202,14 @@ class YesNoScorer(PromptScorer):
         # a chat template writes its own bos; plain prompts get the tokenizer's special tokens
         out = self.tokenizer(self._prompt_texts(queries, docs), add_special_tokens=not self.chat,
                              verbose=False)["input_ids"]
-        return [list(x) for x in out]
+        k = len(getattr(self, "drop_tail", ()))
+        if not k:
+            return [list(x) for x in out]
+        for x in out:
+            if list(x[-k:]) != self.drop_tail:
+                raise ConfigError("yes-no: a prompt does not end with the template's usual "
+                                  "tokens; give yes_token and no_token explicitly")
+        return [list(x[:-k]) for x in out]
 
     def _encode(self, queries: Sequence[str], passages: Sequence[str]) -> list[Encoded]:
         return [Encoded(x) for x in self._fit(self._render_ids, queries, passages,

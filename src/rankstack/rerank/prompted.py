@@ -31,6 +31,8 @@ from rankstack.rerank.encoding import (
     PaddingSide,
     RuntimeSettings,
     TruncationCounts,
+    load_pretrained,
+    load_tokenizer,
     model_max_length,
     run_batched,
 )
@@ -57,18 +59,25 @@ def resolve_token_id(tokenizer: Any, token: str | int, what: str) -> int:
     return int(ids[0])
 
 
-def continuation_token_id(tokenizer: Any, context: str, word: str, what: str) -> int:
-    """The first token the model would emit for ``word`` right after ``context``.
+def continuation_token_id(tokenizer: Any, context: str, word: str, what: str
+                          ) -> tuple[int, list[int]]:
+    """The first token of ``word`` when it is written right after ``context``.
 
-    Found by tokenizing ``context`` and ``context + word``: robust to how a tokenizer marks
-    spaces (``▁Yes`` vs ``ĠYes`` vs ``Yes``).
+    Found by tokenizing ``context`` and ``context + word`` (robust to how a tokenizer marks
+    spaces: ``▁Yes`` / ``ĠYes`` / ``Yes``). Returns ``(token id, tail)``: ``tail`` is the
+    ids at the end of ``context`` that merge into the word (e.g. a chat template's trailing
+    space ``▁`` before ``▁Yes``); a prompt must drop them so the model predicts the word as the
+    text ``context + word`` would be tokenized. Usually empty.
     """
     a = tokenizer(context, add_special_tokens=False)["input_ids"]
     b = tokenizer(context + word, add_special_tokens=False)["input_ids"]
-    if len(b) <= len(a) or b[: len(a)] != a:
+    k = 0
+    while k < min(len(a), len(b)) and a[k] == b[k]:
+        k += 1
+    if k == len(b) or len(a) - k > 2:
         raise ConfigError(f"{what}: cannot find the token of {word!r} after the prompt (it "
-                          f"merges with the prompt's last token); give the token explicitly")
-    return int(b[len(a)])
+                          f"merges with the prompt's end); give the token explicitly")
+    return int(b[k]), [int(x) for x in a[k:]]
 
 
 class TextCutter:
@@ -170,11 +179,10 @@ class PromptScorer(Scorer):
         transformers = require("transformers", "neural", "transformer re-rankers")
         runtime = RuntimeSettings(threads=threads, dtype=dtype, device=device)  # type: ignore[arg-type]
         runtime.apply()
-        tok = transformers.AutoTokenizer.from_pretrained(tokenizer or name_or_path,
-                                                         revision=revision)
+        tok = load_tokenizer(tokenizer or name_or_path, revision=revision)
         auto = getattr(transformers, cls.auto_class)
-        model = auto.from_pretrained(name_or_path, revision=revision, dtype=runtime.torch_dtype(),
-                                     **cls._model_kwargs())
+        model = load_pretrained(auto, name_or_path, revision=revision,
+                                dtype=runtime.torch_dtype(), **cls._model_kwargs())
         model.to(runtime.device)
         kwargs.setdefault("name", str(name_or_path))
         return cls(model, tok, runtime=runtime, **kwargs)
