@@ -374,3 +374,29 @@ def test_minilm_bi_encoder_beats_bm25_on_dl19(dl19):
     value = next(iter(ndcg.values()))
     assert value > 0.5058  # BM25
     assert value == pytest.approx(0.6424, abs=0.01)  # RESOURCES.md (fp32 and bf16 agree)
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_rerank_from_yaml_writes_run(tiny_bert_dir, tmp_path):
+    from rankstack.cli import main
+    from rankstack.io import read_run, write_retrieve_results
+
+    cand = tmp_path / "cands.json"
+    write_retrieve_results(make_run(), QUERIES, DOCS, cand)
+    cfg = tmp_path / "rr.yaml"
+    cfg.write_text(f"model: {tiny_bert_dir}\nfamily: cross-encoder\ndtype: fp32\n"
+                   f"candidates: {cand}\ndepth: 2\nbatch_size: 2\n")
+    out = tmp_path / "run.txt"
+    stats = tmp_path / "stats.json"
+    rc = main(["rerank", "--config", str(cfg), "--out", str(out), "--stats", str(stats),
+               "--no-progress"])
+    assert rc == 0
+    run = read_run(out)
+    assert set(run) == {"q1", "q2", "q3"} and run.n_pairs == 9
+    assert json.loads(stats.read_text())["pairs_scored"] == 6
+    # no family and no rankstack_family in config.json: a clear error, exit code 2
+    assert main(["rerank", "--model", str(tiny_bert_dir), "--candidates", str(cand),
+                 "--out", str(tmp_path / "x.txt")]) == 2
+    assert not (tmp_path / "x.txt").exists()
