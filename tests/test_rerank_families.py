@@ -380,3 +380,22 @@ def test_tiny_encoder_builders_load(tiny_bert_dir, tiny_electra_dir):
         with torch.no_grad():
             out = model(**enc).logits
         assert out.shape == (2, 1) and torch.isfinite(out).all()
+
+
+def test_yes_no_with_a_byte_level_tokenizer(tiny_llama_dir, tmp_path):
+    from tiny_models import make_bytelevel_tokenizer
+
+    tok_dir = make_bytelevel_tokenizer(tmp_path / "bytelevel")
+    s = load("yes-no", tiny_llama_dir, tokenizer=str(tok_dir), batch_size=3)
+    tok = transformers.AutoTokenizer.from_pretrained(tok_dir)
+    assert tok.convert_ids_to_tokens(s.token_ids) == ["ĠYes", "ĠNo"] and s.drop_tail == []
+    got = s.score_pairs(QUERIES, PASSAGES)
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    want = []
+    for q, d in zip(QUERIES, PASSAGES, strict=True):
+        ids = tok(f"Passage: {d}\nQuery: {q}\nDoes the passage answer the query? "
+                  "Answer 'Yes' or 'No'.\nAnswer:").input_ids
+        with torch.no_grad():
+            lg = model(input_ids=torch.tensor([ids])).logits[0, -1, s.token_ids]
+        want.append((lg[0] - lg[1]).item())
+    np.testing.assert_allclose(got, want, atol=1e-5)

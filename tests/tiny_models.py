@@ -189,6 +189,27 @@ def make_tiny_llama(
     return _save(model.eval(), tok, path)
 
 
+def make_bytelevel_tokenizer(path: str | os.PathLike[str]) -> Path:
+    """A byte-level BPE tokenizer (GPT-2 / Llama-3 style: ``ĠYes``, no ``▁``) with a bos
+    token, ids < 642 so it can drive the tiny Llama; saved with ``save_pretrained``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bl = Tokenizer(models.BPE())
+    bl.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bl.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|bos|>", "<|eos|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    bl.train_from_iterator(_CORPUS_LINES + [" ".join(WORDS)] * 3, trainer=trainer)
+    bl.post_processor = processors.TemplateProcessing(single="<|bos|> $A",
+                                                      special_tokens=[("<|bos|>", 0)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bl, bos_token="<|bos|>", eos_token="<|eos|>")
+    out = Path(path)
+    tok.save_pretrained(out)
+    return out
+
+
 # ---------------------------------------------------------------- pytest fixtures
 
 
