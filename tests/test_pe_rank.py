@@ -364,6 +364,14 @@ def test_reranker_sliding_windows_and_accounting(llama_dir, embedder):
     assert acc["generated_tokens"] < acc["text_generated_tokens"]
     assert acc["repaired_windows"] == 0 and acc["queries"] == 2 and acc["wall_time"] > 0
     assert acc["projector"] == "untrained"
+    rep = rr.report().to_dict()
+    assert rep["mode"] == "pe-rank" and set(rep["per_query"]) == {"q0", "q1"}
+    assert rep["total"]["prompt_tokens"] == acc["prompt_tokens"]
+    assert sum(u["completion_tokens"] for u in rep["per_query"].values()) == acc["generated_tokens"]
+    rr.reset_accounting()
+    rr.rerank(run, queries, docs, max_queries=1)
+    assert rr.accounting["queries"] == 1 and rr.accounting["calls"] == len(wins)
+    assert rr.accounting["passages_encoded"] == 0  # the embedding cache outlives the accounting
 
 
 def test_reranker_input_policies(llama_dir, embedder):

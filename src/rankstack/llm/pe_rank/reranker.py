@@ -110,6 +110,37 @@ class PERankReranker:
         if self.count_text_tokens:
             self.accounting["text_prompt_tokens"] = 0
             self.accounting["text_generated_tokens"] = 0
+        self._per_query: dict[str, dict[str, float]] = {}
+
+    def report(self):
+        """The accounting as a :class:`rankstack.llm.accounting.LLMRunReport` (mode
+        ``pe-rank``), comparable with the text listwise re-ranker's report."""
+        from rankstack.llm.accounting import LLMRunReport, Usage
+
+        def usage(d: dict[str, float]) -> Usage:
+            return Usage(calls=int(d["calls"]), prompt_tokens=int(d["prompt_tokens"]),
+                         completion_tokens=int(d["generated_tokens"]),
+                         wall_s=float(d.get("wall_s", d.get("wall_time", 0.0))))
+
+        acc = self.accounting
+        cfg = self.model.config
+        notes = {k: acc[k] for k in ("forward_passes", "encode_time", "passages_encoded",
+                                     "embedding_cache_hits", "missing_docs", "projector")}
+        notes["score_kind"] = "rank-derived (n - position), not a model score"
+        if self.count_text_tokens:
+            notes["text_prompt_tokens"] = acc["text_prompt_tokens"]
+            notes["text_generated_tokens"] = acc["text_generated_tokens"]
+        return LLMRunReport(
+            mode="pe-rank", backend={"kind": "pe-rank", "model_id": cfg.llm,
+                                     "embedder": self.embedder.name},
+            template=f"pe-rank-{cfg.layout}{'-content' if cfg.with_content else ''}",
+            settings={"window": self.windows.window, "stride": self.windows.stride,
+                      "passes": self.windows.passes, "depth": self.depth,
+                      "max_passage_tokens": cfg.max_passage_tokens,
+                      "queries": acc["queries"]},
+            per_query={q: usage(d) for q, d in self._per_query.items()},
+            total=usage(acc), wall_s=acc["wall_time"],
+            repairs={"repaired_windows": acc["repaired_windows"]}, notes=notes)
 
     def rank_window(self, query: str, passages: Sequence[Doc]) -> list[int]:
         """Rank one window; 0-based indices into ``passages``, best first."""
@@ -140,13 +171,24 @@ class PERankReranker:
         self.accounting["repaired_windows"] += stats.repaired_windows
         return order
 
-    def rerank(self, run: Run, queries: Mapping[str, Query | str],
-               docs: Mapping[str, Doc]) -> Run:
-        """Re-rank every ranking of ``run``; returns a new Run named ``<run.name>+pe-rank``."""
+    def rerank(self, run: Run, queries: Mapping[str, Query | str], docs: Mapping[str, Doc], *,
+               max_queries: int | None = None, progress: bool = False) -> Run:
+        """Re-rank the rankings of ``run`` (the first ``max_queries`` if set); returns a new Run
+        named ``<run.name>+pe-rank``. Costs accumulate in :attr:`accounting` (per query in
+        :meth:`report`) until :meth:`reset_accounting`."""
+        from tqdm.auto import tqdm
+
+        if max_queries is not None and max_queries < 1:
+            raise ConfigError(f"max_queries must be >= 1, not {max_queries}")
         t0 = time.perf_counter()
         out = Run(name=f"{run.name}+pe-rank")
+        qids = list(run.rankings)[:max_queries]
         try:
-            for qid, ranking in run.rankings.items():
+            for qid in tqdm(qids, desc="pe-rank", unit="query", disable=not progress):
+                ranking = run.rankings[qid]
+                tq = time.perf_counter()
+                before = {k: self.accounting[k] for k in ("calls", "prompt_tokens",
+                                                          "generated_tokens")}
                 q = queries.get(qid)
                 if q is None:
                     raise InputError(f"query {qid!r} of run {run.name!r} has no text",
@@ -168,6 +210,9 @@ class PERankReranker:
                 new_ids = [present[i] for i in order] + missing + rest
                 out.add(Ranking.from_order(qid, new_ids, self.name))
                 self.accounting["queries"] += 1
+                self._per_query[qid] = {
+                    **{k: self.accounting[k] - v for k, v in before.items()},
+                    "wall_s": time.perf_counter() - tq}
         finally:
             self.accounting["wall_time"] += time.perf_counter() - t0
         if self.accounting["missing_docs"]:
