@@ -54,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
                                          "retrieve", "rerank", "evaluate")
            if getattr(args, k) is not None}
     result = Pipeline(cfg, force=args.force, show_progress=not args.no_progress).run()
-    Console().print(result.table())
+    console = Console()
+    if not console.is_terminal:  # piped/logged: don't squeeze the table to 80 columns
+        console = Console(width=160)
+    console.print(result.table())
     cached = [s.name for s in result.stages if s.cached]
     print(f"runs in {result.output_dir}; re-used: {', '.join(cached) or 'none'}; "
           f"computed: {', '.join(result.recomputed) or 'none'}")

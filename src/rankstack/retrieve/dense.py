@@ -450,9 +450,13 @@ def load_encoder(model: str | None = None, family: str | None = None, **settings
     from rankstack.rerank.registry import scorer_class
 
     if model is None:
-        from rankstack.rerank.defaults import default_bi_encoder
+        from rankstack.rerank.defaults import default_model
 
-        model = default_bi_encoder()
+        path, default_family, defaults = default_model()
+        if family is not None and family != default_family:
+            raise ConfigError(f"no model given for family {family!r}; the offline default is "
+                              f"a {default_family!r}")
+        model, family, settings = path, default_family, {**defaults, **settings}
     cls = scorer_class(family or "bi-encoder")
     enc = cls(model, **settings)
     if not (hasattr(enc, "encode_queries") and hasattr(enc, "encode_passages")):
