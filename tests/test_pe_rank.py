@@ -310,6 +310,27 @@ def test_two_stage_training_fits_the_targets_and_round_trips(llama_dir, embedder
         PERankModel.from_pretrained(str(llama_dir), out)
 
 
+def test_training_resumes_exactly_from_a_checkpoint(llama_dir, embedder, tmp_path):
+    kw = dict(epochs=2, batch_size=2, lr=1e-2, progress=False)
+    straight = new_model(llama_dir, embedder, seed=6)
+    full = train_ranking(straight, embedder, _examples() * 2, train_llm=True, **kw)
+    assert len(full) == 4
+
+    resumed = new_model(llama_dir, embedder, seed=6)
+    ck = tmp_path / "ck"
+    first = train_ranking(resumed, embedder, _examples() * 2, train_llm=True, max_steps=2,
+                          checkpoint_dir=str(ck), save_every=1, **kw)  # "crashes" after 2 steps
+    fresh = new_model(llama_dir, embedder, seed=6)  # a new process: weights from the checkpoint
+    rest = train_ranking(fresh, embedder, _examples() * 2, train_llm=True,
+                         checkpoint_dir=str(ck), save_every=1, **kw)
+    assert rest[:2] == first and len(rest) == 4
+    assert [r["loss"] for r in rest] == pytest.approx([r["loss"] for r in full], rel=1e-4)
+    for a, b in zip(fresh.projector.parameters(), straight.projector.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ConfigError, match="another job"):
+        train_ranking(fresh, embedder, _examples(), checkpoint_dir=str(ck), **kw)
+
+
 def test_training_refuses_a_different_passage_budget(model, embedder):
     other = PassageEmbedder(embedder.name, max_length=BUDGET + 8)
     with pytest.raises(ConfigError, match="budget"):

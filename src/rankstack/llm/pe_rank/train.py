@@ -17,11 +17,14 @@ The passage budget (``config.max_passage_tokens``) is the same here and at infer
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from rankstack.errors import ConfigError, InputError, require
+from rankstack.io import atomic_write
 from rankstack.llm.pe_rank.embedder import PassageEmbedder
 from rankstack.llm.pe_rank.model import SLOT, PERankModel
 from rankstack.records import Doc, Query, Run
@@ -147,38 +150,100 @@ def _progress(total: int, desc: str, show: bool):
     return tqdm(total=total, desc=desc, disable=not show)
 
 
+def _run_loop(model: PERankModel, items: list, *, stage: str, step_fn, params: list,
+              lr: float, epochs: int, batch_size: int, seed: int, max_steps: int | None,
+              checkpoint_dir: str | os.PathLike[str] | None, save_every: int,
+              save_llm: bool, progress: bool) -> list:
+    """Shuffled mini-batch loop with optional atomic checkpoints and exact resume.
+
+    The batch order is a function of ``seed`` only, so a resumed run skips the batches
+    already done and continues exactly where the checkpoint left off.
+    """
+    if batch_size < 1 or epochs < 1:
+        raise ConfigError(f"batch_size and epochs must be >= 1 (got {batch_size}, {epochs})")
+    if save_every < 1:
+        raise ConfigError(f"save_every must be >= 1, not {save_every}")
+    opt = _optimizer(params, lr)
+    steps_per_epoch = -(-len(items) // batch_size)
+    total = steps_per_epoch * epochs
+    if max_steps is not None:
+        total = min(total, max_steps)
+    job = {"stage": stage, "items": len(items), "batch_size": batch_size, "epochs": epochs,
+           "seed": seed, "lr": lr}
+    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{stage}.ckpt"
+    history: list = []
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location=model.device, weights_only=False)
+        if state["job"] != job:
+            raise ConfigError(f"{ckpt} belongs to another job {state['job']} (this one: {job});"
+                              f" use another checkpoint_dir")
+        model.projector.load_state_dict(state["projector"])
+        if state.get("lm") is not None:
+            model.lm.load_state_dict(state["lm"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        history = list(state["history"])
+        log.info("%s: resumed from %s at step %d", stage, ckpt, len(history))
+
+    def save() -> None:
+        state = {"job": job, "projector": model.projector.state_dict(),
+                 "lm": model.lm.state_dict() if save_llm else None,
+                 "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                 "history": history}
+        with atomic_write(ckpt, "wb") as fh:
+            torch.save(state, fh)
+
+    rng = random.Random(seed)
+    step = 0
+    with _progress(total, f"PE-Rank {stage}", progress) as bar:
+        bar.update(min(len(history), total))
+        for _ in range(epochs):
+            order = items[:]
+            rng.shuffle(order)
+            for i in range(0, len(order), batch_size):
+                if step >= total:
+                    break
+                step += 1
+                if step <= len(history):
+                    continue  # done before the checkpoint
+                loss, record = step_fn(order[i:i + batch_size])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                history.append(record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                if ckpt is not None and (step % save_every == 0 or step == total):
+                    save()
+    return history
+
+
 def train_alignment(model: PERankModel, embedder: PassageEmbedder, docs: Sequence[Doc], *,
                     epochs: int = 1, batch_size: int = 8, lr: float = 1e-3, seed: int = 0,
-                    max_steps: int | None = None, progress: bool = True) -> list[float]:
-    """Stage 1 on ``docs``: LLM frozen, projector trained. Returns the loss of each step."""
+                    max_steps: int | None = None, checkpoint_dir: str | None = None,
+                    save_every: int = 100, progress: bool = True) -> list[float]:
+    """Stage 1 on ``docs``: LLM frozen, projector trained. Returns the loss of each step.
+
+    With ``checkpoint_dir`` the state is saved every ``save_every`` steps and a re-run with
+    the same arguments resumes from it.
+    """
     _check_budget(model, embedder)
     model.lm.requires_grad_(False)
     model.projector.requires_grad_(True)
     model.projector.train()
-    opt = _optimizer(model.projector.parameters(), lr)
-    rng = random.Random(seed)
-    docs = list(docs)
-    steps_per_epoch = -(-len(docs) // batch_size)
-    total = steps_per_epoch * epochs if max_steps is None else min(max_steps,
-                                                                     steps_per_epoch * epochs)
-    losses: list[float] = []
-    with _progress(total, "PE-Rank alignment", progress) as bar:
-        for _ in range(epochs):
-            order = docs[:]
-            rng.shuffle(order)
-            for i in range(0, len(order), batch_size):
-                if len(losses) >= total:
-                    break
-                batch = order[i:i + batch_size]
-                loss = alignment_loss(model, embedder.encode_docs(batch),
-                                      [d.full_text for d in batch])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    model.projector.eval()
+
+    def step(batch: list[Doc]):
+        loss = alignment_loss(model, embedder.encode_docs(batch), [d.full_text for d in batch])
+        return loss, loss.item()
+
+    try:
+        losses = _run_loop(model, list(docs), stage="alignment", step_fn=step,
+                           params=list(model.projector.parameters()), lr=lr, epochs=epochs,
+                           batch_size=batch_size, seed=seed, max_steps=max_steps,
+                           checkpoint_dir=checkpoint_dir, save_every=save_every,
+                           save_llm=False, progress=progress)
+    finally:
+        model.projector.eval()
     _mark_stage(model, "alignment")
     return losses
 
@@ -187,39 +252,32 @@ def train_ranking(model: PERankModel, embedder: PassageEmbedder,
                   examples: Sequence[RankingExample], *, epochs: int = 1, batch_size: int = 2,
                   lr: float = 1e-4, kl_weight: float = 0.2, train_llm: bool = False,
                   seed: int = 0, max_steps: int | None = None,
+                  checkpoint_dir: str | None = None, save_every: int = 100,
                   progress: bool = True) -> list[dict[str, float]]:
-    """Stage 2 on ranking examples. Returns the loss parts of each step."""
+    """Stage 2 on ranking examples. Returns the loss parts of each step.
+
+    ``train_llm`` also fine-tunes the LLM (all weights); save it with
+    ``model.save(path, save_llm=True)``. Checkpoints as in :func:`train_alignment`.
+    """
     _check_budget(model, embedder)
     model.lm.requires_grad_(train_llm)
     model.projector.requires_grad_(True)
     model.train()
     params = list(model.projector.parameters()) + (list(model.lm.parameters()) if train_llm
                                                     else [])
-    opt = _optimizer(params, lr)
-    rng = random.Random(seed)
-    examples = list(examples)
-    steps_per_epoch = -(-len(examples) // batch_size)
-    total = steps_per_epoch * epochs if max_steps is None else min(max_steps,
-                                                                     steps_per_epoch * epochs)
-    history: list[dict[str, float]] = []
-    with _progress(total, "PE-Rank ranking", progress) as bar:
-        for _ in range(epochs):
-            order = examples[:]
-            rng.shuffle(order)
-            for i in range(0, len(order), batch_size):
-                if len(history) >= total:
-                    break
-                batch = order[i:i + batch_size]
-                embs = [embedder.encode_docs(ex.docs) for ex in batch]
-                loss, parts = ranking_loss(model, batch, embs, kl_weight=kl_weight)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                history.append(parts)
-                bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.3f}")
-    model.eval()
-    model.lm.requires_grad_(False)
+
+    def step(batch: list[RankingExample]):
+        embs = [embedder.encode_docs(ex.docs) for ex in batch]
+        return ranking_loss(model, batch, embs, kl_weight=kl_weight)
+
+    try:
+        history = _run_loop(model, list(examples), stage="ranking", step_fn=step, params=params,
+                            lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
+                            max_steps=max_steps, checkpoint_dir=checkpoint_dir,
+                            save_every=save_every, save_llm=train_llm, progress=progress)
+    finally:
+        model.eval()
+        model.lm.requires_grad_(False)
     _mark_stage(model, "ranking")
     return history
 
