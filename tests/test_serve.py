@@ -225,6 +225,43 @@ def test_batcher_splits_and_fails_per_batch():
     assert ok.tolist() == [4] and stats.failed_batches == 1 and stats.batches == 3
 
 
+def test_cli_serve_with_dense_index(tmp_path, monkeypatch, reranker):
+    """``rankstack serve`` wiring: token file, corpus, dense index (the served bi-encoder is
+    re-used as the query encoder), limits; serve_forever replaced by a background server."""
+    from rankstack.cli import main
+    from rankstack.io import write_corpus
+    from rankstack.retrieve.dense import DenseIndex, build_dense_index
+
+    write_corpus(CORPUS.values(), tmp_path / "c.jsonl")
+    build_dense_index(CORPUS, reranker.scorer, tmp_path / "dix", show_progress=False)
+    (tmp_path / "tok").write_text(TOKEN + "\n")
+    seen = {}
+
+    def fake_serve_forever(app, host, port, log_level="info"):
+        seen["host"] = host
+        with BackgroundServer(app) as srv, httpx.Client(base_url=srv.url, headers=AUTH) as c:
+            seen["search"] = c.post("/search", json={"query": "river in Paris", "k": 2}).json()
+            seen["rerank"] = c.post("/rerank", json={"query": "capital of France",
+                                                     "ids": ["p2", "p1"]}).json()
+            seen["too_many"] = c.post("/rerank", json={"query": "q", "ids": ["p1", "p2", "p3"]})
+            seen["no_token"] = httpx.post(srv.url + "/rerank", json={"query": "q", "ids": ["p1"]})
+
+    monkeypatch.setattr("rankstack.serve.server.serve_forever", fake_serve_forever)
+    assert main(["serve", "--corpus", str(tmp_path / "c.jsonl"), "--index", str(tmp_path / "dix"),
+                 "--token-file", str(tmp_path / "tok"), "--max-passages", "2",
+                 "--setting", "threads=1", "--setting", "dtype=fp32",
+                 "--setting", "show_progress=false"]) == 0
+    assert seen["host"] == "127.0.0.1"
+    assert [h["id"] for h in seen["search"]["hits"]] == \
+        DenseIndex.load(tmp_path / "dix", reranker.scorer).search(
+            [Query("x", "river in Paris")], 2, show_progress=False)["x"].doc_ids
+    assert seen["search"]["index"].startswith("dense(")
+    assert seen["rerank"]["results"][0]["id"] == "p1"
+    assert seen["too_many"].status_code == 422 and seen["no_token"].status_code == 401
+    monkeypatch.delenv("NO_SUCH_TOKEN_VAR", raising=False)
+    assert main(["serve", "--token-env", "NO_SUCH_TOKEN_VAR"]) == 2
+
+
 def test_openapi_schema(client):
     schema = client.get("/openapi.json").json()
     assert {"/rerank", "/search", "/health", "/stats"} <= set(schema["paths"])

@@ -84,19 +84,31 @@ def read_token(env: str | None, file: str | None) -> str | None:
     return None
 
 
-def open_index(path: str, model: str | None = None, family: str | None = None):
-    """Open a BM25 or dense index directory, by the ``format`` its manifest declares."""
+def open_index(path: str, model: str | None = None, family: str | None = None,
+               scorer: Any = None):
+    """Open a BM25 or dense index directory, by the ``format`` its manifest declares.
+
+    For a dense index, ``scorer`` (the served re-ranker) doubles as the query encoder when no
+    ``model`` is named and it embeds exactly like the index's encoder (same model, family,
+    pooling, normalisation and prefixes), so the model is loaded once.
+    """
     from rankstack.errors import InputError
     from rankstack.retrieve.dense import read_manifest
 
-    fmt = read_manifest(path).get("format")
+    manifest = read_manifest(path)
+    fmt = manifest.get("format")
     if fmt == "rankstack-bm25":
         from rankstack.retrieve.bm25 import BM25Index
 
         return BM25Index.load(path)
     if fmt == "rankstack-dense":
-        from rankstack.retrieve.dense import DenseIndex, load_encoder_for_index
+        from rankstack.retrieve.dense import DenseIndex, encoder_info, load_encoder_for_index
 
+        if model is None and family is None and scorer is not None \
+                and hasattr(scorer, "encode_queries"):
+            info = encoder_info(scorer)
+            if all(manifest.get(k) == v for k, v in info.items()):
+                return DenseIndex.load(path, scorer)
         return DenseIndex.load(path, load_encoder_for_index(path, model=model, family=family))
     raise InputError(f"unknown index format {fmt!r}", path=path, field="format")
 
@@ -127,11 +139,12 @@ def run(args: argparse.Namespace) -> int:
         from rankstack.datasets import load_dataset
 
         corpus = load_dataset(args.dataset).docs
-    index = open_index(args.index, args.index_model, args.index_family) if args.index else None
     from rankstack.rerank.reranker import Reranker
 
     reranker = Reranker.from_pretrained(model=args.model, family=args.family,
                                         **dict(args.setting))
+    index = open_index(args.index, args.index_model, args.index_family,
+                       scorer=reranker.scorer) if args.index else None
     app = create_app(reranker.scorer, settings=settings, corpus=corpus, index=index,
                      index_name=getattr(index, "scorer", None) if index is not None else None)
     print(f"serving {reranker.scorer.name} on http://{args.host}:{args.port} "
