@@ -18,7 +18,7 @@ def apply_configs(parser: argparse.ArgumentParser, argv: list[str],
                   args: argparse.Namespace) -> argparse.Namespace:
     """Re-parse with YAML values as defaults so explicit flags still win."""
     paths = getattr(args, "config", None)
-    if not paths:
+    if not paths or getattr(args, "raw_config", False):  # the command reads its YAML itself
         return args
     cfg = load_configs(paths)
     sub = _subparser(parser, args.command)

@@ -1,0 +1,209 @@
+"""Teacher generation: pool candidates from several first-stage runs, rank them with a teacher.
+
+TWOLAR-style pooling: for each query, the union of the top-``depth`` candidates of every run,
+de-duplicated. The teacher (any re-ranker with ``rerank(run, queries, docs)``) then scores the
+whole pool. Output: a teacher Run (TREC file) plus a provenance JSON (teacher id, config hash,
+input runs, counts).
+
+Resumable: every finished query is appended to a journal (``<out>.journal.jsonl``, one JSON
+line per query, flushed and fsynced). A rerun with the same config skips journaled queries; a
+torn last line (killed mid-write) is discarded and that query redone. The journal of a
+different config is refused rather than mixed. The final run is written atomically and the
+journal removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from rankstack import __version__
+from rankstack.config import config_hash
+from rankstack.errors import ConfigError, InputError
+from rankstack.io import atomic_write, write_run
+from rankstack.records import Doc, Query, Ranking, Run, ScoredDoc
+
+log = logging.getLogger(__name__)
+
+
+class Teacher(Protocol):
+    def rerank(self, run: Run, queries: Mapping[str, Query], docs: Mapping[str, Doc]) -> Run: ...
+
+
+@dataclass
+class PoolStats:
+    queries: int = 0
+    pooled_pairs: int = 0
+    #: per input run: how many of its candidates were new to the pool
+    contributed: dict[str, int] = field(default_factory=dict)
+    #: queries of the query set that no run retrieved anything for (kept out, counted)
+    queries_without_candidates: list[str] = field(default_factory=list)
+    #: candidates dropped because their doc id is not in the corpus
+    docs_missing_from_corpus: int = 0
+
+
+def pool_candidates(
+    runs: Sequence[Run],
+    depth: int | None,
+    queries: Mapping[str, Query] | None = None,
+    docs: Mapping[str, Doc] | None = None,
+    on_missing_doc: str = "raise",
+) -> tuple[Run, PoolStats]:
+    """Union of each run's top-``depth`` per query, de-duplicated.
+
+    Pooled score = minus the best (smallest) rank the doc reached in any run, so the pool is
+    ordered by best rank, ties by doc id. Only queries in ``queries`` (if given) are pooled.
+    A doc id not in ``docs`` (if given) raises InputError, or with ``on_missing_doc="skip"``
+    is dropped and counted.
+    """
+    if not runs:
+        raise ConfigError("pool_candidates needs at least one run")
+    if on_missing_doc not in ("raise", "skip"):
+        raise ConfigError(f"on_missing_doc must be 'raise' or 'skip', not {on_missing_doc!r}")
+    stats = PoolStats()
+    best: dict[str, dict[str, int]] = {}
+    for run in runs:
+        added = 0
+        for qid, ranking in run.items():
+            if queries is not None and qid not in queries:
+                continue
+            pool = best.setdefault(qid, {})
+            for rank, d in enumerate(ranking.top(depth).docs, 1):
+                if docs is not None and d.doc_id not in docs:
+                    if on_missing_doc == "raise":
+                        raise InputError(f"doc {d.doc_id!r} (query {qid}) of run {run.name!r} "
+                                         f"is not in the corpus", field="doc_id")
+                    stats.docs_missing_from_corpus += 1
+                    continue
+                if d.doc_id not in pool:
+                    added += 1
+                    pool[d.doc_id] = rank
+                else:
+                    pool[d.doc_id] = min(pool[d.doc_id], rank)
+        stats.contributed[run.name] = added
+    if queries is not None:
+        stats.queries_without_candidates = sorted(q for q in queries if not best.get(q))
+    pooled = Run(name="pool")
+    for qid, pool in best.items():
+        if pool:
+            pooled.add(Ranking.from_scores(qid, {d: -float(r) for d, r in pool.items()}, "pool"))
+    stats.queries = len(pooled)
+    stats.pooled_pairs = pooled.n_pairs
+    return pooled, stats
+
+
+@dataclass
+class TeachResult:
+    run: Run
+    provenance: dict[str, Any]
+    resumed_queries: int
+    scored_queries: int
+
+
+def _read_journal(path: Path, expected_hash: str) -> dict[str, Ranking]:
+    done: dict[str, Ranking] = {}
+    if not path.exists():
+        return done
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().split("\n")
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if no >= len(lines) - 1:  # torn last line from a kill mid-write: redo that query
+                log.warning("%s:%d: discarding a torn last journal line", path, no)
+                continue
+            raise InputError("corrupt journal line", path=path, line=no) from None
+        if no == 1 or "config_hash" in rec:
+            if rec.get("config_hash") != expected_hash:
+                raise ConfigError(
+                    f"{path}: journal belongs to another teacher config "
+                    f"({rec.get('config_hash')} != {expected_hash}); remove it or use another --out"
+                )
+            continue
+        done[rec["qid"]] = Ranking(rec["qid"], [ScoredDoc(d, s) for d, s in rec["docs"]],
+                                   rec["scorer"])
+    return done
+
+
+def teach(
+    teacher: Teacher,
+    teacher_id: str,
+    candidates: Run,
+    queries: Mapping[str, Query],
+    docs: Mapping[str, Doc],
+    out: str | os.PathLike[str],
+    *,
+    config: Mapping[str, Any] | None = None,
+    chunk_size: int = 8,
+    show_progress: bool = True,
+) -> TeachResult:
+    """Rank every query's candidates with ``teacher`` and write the teacher Run to ``out``.
+
+    ``config`` (the teacher + pooling settings) is hashed into the provenance and guards the
+    journal: resuming with a different config is an error.
+    """
+    out = Path(out)
+    cfg = {"teacher": teacher_id, **(dict(config) if config else {})}
+    chash = config_hash(cfg)
+    journal = out.with_name(out.name + ".journal.jsonl")
+    done = _read_journal(journal, chash)
+    missing_text = [q for q in candidates if q not in queries]
+    if missing_text:
+        raise InputError(f"{len(missing_text)} candidate queries have no text "
+                         f"(first: {missing_text[0]!r})", field="queries")
+    todo = [q for q in candidates if q not in done]
+    resumed = len(done)
+    if resumed:
+        log.info("resuming: %d queries already in %s, %d to go", resumed, journal, len(todo))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(journal, "a", encoding="utf-8") as fh:
+        if fh.tell() == 0:
+            fh.write(json.dumps({"config_hash": chash, "teacher": teacher_id}) + "\n")
+        bar = tqdm(total=len(candidates), initial=resumed, desc=f"teach {teacher_id}",
+                   unit="q", disable=not show_progress)
+        for i in range(0, len(todo), chunk_size):
+            chunk = Run({q: candidates[q] for q in todo[i:i + chunk_size]}, name="chunk")
+            ranked = teacher.rerank(chunk, queries, docs)
+            for qid in chunk:
+                r = ranked[qid]
+                done[qid] = r
+                fh.write(json.dumps({"qid": qid, "scorer": r.scorer,
+                                     "docs": [[d.doc_id, d.score] for d in r.docs]}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            bar.update(len(chunk))
+        bar.close()
+    run = Run({q: done[q] for q in candidates}, name=f"teacher-{chash[:8]}")
+    provenance = {
+        "teacher": teacher_id,
+        "config": cfg,
+        "config_hash": chash,
+        "rankstack_version": __version__,
+        "queries": len(run),
+        "pairs": run.n_pairs,
+        "resumed_queries": resumed,
+        "wall_time_s_this_invocation": round(time.perf_counter() - start, 3),
+    }
+    write_run(run, out)
+    with atomic_write(out.with_name(out.name + ".provenance.json")) as fh:
+        json.dump(provenance, fh, indent=2)
+    journal.unlink()
+    return TeachResult(run, provenance, resumed, len(todo))
+
+
+def pool_stats_dict(stats: PoolStats) -> dict[str, Any]:
+    d = asdict(stats)
+    d["queries_without_candidates"] = len(stats.queries_without_candidates)
+    return d

@@ -1,0 +1,280 @@
+"""Training cross-encoder students with PyTorch Lightning.
+
+Lightning carries the scale-out: the same :func:`fit` runs on one CPU, several GPUs (DDP) or
+several nodes by changing ``devices`` / ``num_nodes`` / ``strategy``.
+
+Data order is a pure function of (seed, step): :class:`StepSampler` yields, for optimizer
+step ``s`` and micro-batch ``m``, the groups at positions of a seeded sequence of epoch
+permutations. On resume from a checkpoint at global step ``g`` it starts at ``g``, so a
+killed-and-resumed run sees exactly the batches an uninterrupted run would: no group is
+repeated or skipped, and the total number of steps is ``max_steps``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankstack.errors import ConfigError, require
+
+log = logging.getLogger(__name__)
+
+torch = require("torch", "neural", "training")
+L = require("lightning", "train", "training", package="lightning")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved next to the model as ``rankstack_train.json``."""
+
+    out_dir: str = "models/student"
+    backbone: str | None = None  # None = bundled MiniLM
+    keep_layers: int | None = None
+    lora: dict[str, Any] | None = None
+    loss: str = "ranknet"
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    group_size: int = 8
+    batch_size: int = 4  # groups per micro-batch
+    accumulate: int = 1
+    max_steps: int = 100
+    lr: float = 3e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    query_length: int = 32
+    doc_length: int = 160
+    precision: str = "auto"  # auto | 32-true | bf16-mixed
+    checkpoint_every: int = 50
+    seed: int = 0
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    accelerator: str = "cpu"
+    threads: int | None = None
+    log_every: int = 10
+
+    def validate(self) -> None:
+        if self.group_size < 2 and self.loss not in ("bce",):
+            raise ConfigError(f"group_size={self.group_size}: listwise/pairwise losses need >= 2")
+        for name in ("batch_size", "accumulate", "max_steps", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.precision not in ("auto", "32-true", "bf16-mixed"):
+            raise ConfigError(f"precision must be auto, 32-true or bf16-mixed, not {self.precision!r}")
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    if precision != "auto":
+        return precision
+    if accelerator in ("gpu", "cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    from rankstack.rerank.encoding import cpu_supports_bf16
+
+    return "bf16-mixed" if accelerator == "cpu" and cpu_supports_bf16() else "32-true"
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Batch sampler whose batch ``b`` depends only on (builder seed, b).
+
+    Batches walk the builder's seeded epoch orders (``epoch_order(e)``), ``batch_size`` groups
+    each; an epoch's incomplete tail is not used. Yields lists of ``(epoch, index)`` keys for
+    :class:`~rankstack.train.data.GroupDataset`, from batch ``start`` to ``total``; under DDP
+    rank ``r`` of ``w`` takes batches ``b`` with ``b % w == r``.
+    """
+
+    def __init__(self, builder, batch_size: int, total: int, start: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if len(builder) < batch_size:
+            raise ConfigError(f"{len(builder)} training groups is fewer than batch_size={batch_size}")
+        self.builder, self.bs, self.total = builder, batch_size, total
+        self.start, self.rank, self.world = start, rank, world_size
+        self.per_epoch = len(builder) // batch_size
+        self._orders: dict[int, list[int]] = {}
+
+    def batch(self, b: int) -> list[tuple[int, int]]:
+        epoch, pos = divmod(b, self.per_epoch)
+        if epoch not in self._orders:
+            self._orders = {epoch: self.builder.epoch_order(epoch)}
+        order = self._orders[epoch]
+        return [(epoch, i) for i in order[pos * self.bs:(pos + 1) * self.bs]]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for b in range(self.start, self.total):
+            if b % self.world == self.rank:
+                yield self.batch(b)
+
+    def __len__(self) -> int:
+        return sum(1 for b in range(self.start, self.total) if b % self.world == self.rank)
+
+
+class StudentModule(L.LightningModule):
+    def __init__(self, model, loss_fn: Callable, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+        self.cfg = cfg
+
+    def forward(self, batch: dict[str, Any]):
+        """Scores (B, N) of a collated batch; padded positions are 0 (and masked)."""
+        flat = self.model(**batch["inputs"]).logits.view(-1).float()
+        return batch["groups"].unflatten(flat)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int):
+        scores = self(batch)
+        loss = self.loss_fn(scores, batch["groups"].targets, batch["groups"].mask)
+        self.log("loss", loss, prog_bar=True, batch_size=scores.shape[0])
+        return loss
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        total = self.cfg.max_steps
+        warm = int(total * self.cfg.warmup_ratio)
+
+        def lr_at(step: int) -> float:  # linear warmup, then linear decay to 0
+            if step < warm:
+                return (step + 1) / max(1, warm)
+            return max(0.0, (total - step) / max(1, total - warm))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class GroupData(L.LightningDataModule):
+    """A GroupBuilder's groups -> tokenized micro-batches in :class:`StepSampler` order."""
+
+    def __init__(self, builder, encoder, pad_token_id: int, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.builder = builder
+        self.encoder = encoder
+        self.pad_token_id = pad_token_id
+        self.cfg = cfg
+
+    def collate(self, groups) -> dict[str, Any]:
+        from rankstack.rerank.encoding import pad_batch
+        from rankstack.train.data import collate_groups
+
+        gb = collate_groups(groups)
+        qs, ds = gb.flat_pairs()
+        enc = self.encoder.encode_pairs(qs, ds)
+        inputs = pad_batch(enc, np.arange(len(enc)), self.pad_token_id).torch()
+        return {"inputs": inputs, "groups": gb,
+                "group_keys": [[g.query_id, len(g)] for g in groups]}
+
+    def train_dataloader(self):
+        from rankstack.train.data import GroupDataset
+
+        trainer = self.trainer
+        accum = self.cfg.accumulate
+        world = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if trainer is not None else 0
+        # A restored global_step counts optimizer steps; each took accum micro-batches per rank.
+        done = (trainer.global_step if trainer is not None else 0) * accum * world
+        total = self.cfg.max_steps * accum * world
+        sampler = StepSampler(self.builder, self.cfg.batch_size, total, done, rank, world)
+        return torch.utils.data.DataLoader(GroupDataset(self.builder), batch_sampler=sampler,
+                                           collate_fn=self.collate, num_workers=0)
+
+
+class _AuditCallback(L.Callback):
+    """Appends the group ids of every optimizer step to ``steps.jsonl`` (resume audit)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_rank == 0:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": trainer.global_step,
+                                     "groups": [k[0] for k in batch["group_keys"]]}) + "\n")
+
+
+@dataclass
+class FitResult:
+    model_dir: Path
+    steps: int
+    wall_time_s: float
+    resumed_from: str | None
+    final_loss: float | None
+
+
+def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
+        callbacks: list | None = None, show_progress: bool = True) -> FitResult:
+    """Train a student on the groups of ``builder`` (a :class:`~rankstack.train.data.GroupBuilder`).
+
+    Each epoch re-samples the groups (the builder's groups are a function of seed and epoch).
+
+    Checkpoints go to ``<out_dir>/checkpoints`` every ``checkpoint_every`` steps (plus
+    ``last.ckpt``); if ``last.ckpt`` exists the run resumes from it. The final model is a plain
+    HF directory ``<out_dir>/model`` with the resolved config as ``rankstack_train.json``.
+    """
+    from rankstack.rerank.encoding import PairEncoder
+    from rankstack.train.losses import get_loss
+    from rankstack.train.student import load_student, save_student
+
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if len(builder) == 0:
+        raise ConfigError(f"no usable training groups: {builder.stats.summary()}")
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model, tok = load_student(cfg.backbone, keep_layers=cfg.keep_layers, lora=cfg.lora, seed=cfg.seed)
+    encoder = PairEncoder.from_tokenizer(tok, query_length=cfg.query_length,
+                                         doc_length=cfg.doc_length, model_config=model.config)
+    loss_fn = loss_fn or get_loss(cfg.loss, **cfg.loss_kwargs)
+    module = StudentModule(model, loss_fn, cfg)
+    data = GroupData(builder, encoder, tok.pad_token_id, cfg)
+    precision = resolve_precision(cfg.precision, cfg.accelerator)
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=ckpt_dir, every_n_train_steps=cfg.checkpoint_every, save_last=True,
+        save_top_k=-1, filename="step{step}", auto_insert_metric_name=False)
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, precision=precision, max_steps=cfg.max_steps,
+        accumulate_grad_batches=cfg.accumulate, callbacks=[*(callbacks or []), checkpoint, _AuditCallback(out / "steps.jsonl")],
+        logger=L.pytorch.loggers.CSVLogger(out, name="logs"), log_every_n_steps=cfg.log_every,
+        enable_progress_bar=show_progress, enable_model_summary=False, max_epochs=-1,
+        use_distributed_sampler=False, default_root_dir=out, gradient_clip_val=1.0,
+    )
+    last = ckpt_dir / "last.ckpt"
+    resumed = str(last) if last.exists() else None
+    if resumed:
+        log.info("resuming from %s", resumed)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=resumed)
+    wall = time.perf_counter() - start
+    final_loss = trainer.callback_metrics.get("loss")
+    model_dir = out / "model"
+    if trainer.global_rank == 0:
+        save_student(module.model, tok, model_dir,
+                     {"rankstack_query_length": cfg.query_length,
+                      "rankstack_doc_length": cfg.doc_length})
+        resolved = {**asdict(cfg), "precision_resolved": precision, "steps_done": trainer.global_step}
+        from rankstack.io import atomic_write
+
+        with atomic_write(model_dir / "rankstack_train.json") as fh:
+            json.dump(resolved, fh, indent=2, default=str)
+    return FitResult(model_dir, trainer.global_step, wall, resumed,
+                     None if final_loss is None else float(final_loss))
+
+
+def steps_for(n_groups: int, cfg: TrainConfig, epochs: float) -> int:
+    """Optimizer steps for ``epochs`` passes over ``n_groups`` groups."""
+    return max(1, math.ceil(epochs * n_groups / (cfg.batch_size * cfg.accumulate)))
+
+
+def world_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK") if k in os.environ}
