@@ -1,7 +1,8 @@
 """Passage encoder for PE-Rank: any Hugging Face encoder, mean pooling, L2 normalisation.
 
 The encoder is frozen in PE-Rank (both training stages and inference), so every passage is
-encoded once per run and its vector cached by doc id (:meth:`PassageEmbedder.encode_docs`).
+encoded once per run and its vector cached by doc id (:meth:`PassageEmbedder.encode_docs`;
+the key also holds a hash of the text, so a reused id with other text is encoded anew).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class PassageEmbedder:
         self.model = transformers.AutoModel.from_pretrained(self.name).to(self.device).eval()
         self.model.requires_grad_(False)
         self.dim = int(self.model.config.hidden_size)
-        self._cache: dict[str, torch.Tensor] = {}
+        self._cache: dict[tuple[str, int], torch.Tensor] = {}
         #: counts for accounting: texts run through the encoder, and cache hits
         self.stats = {"encoded": 0, "cache_hits": 0}
 
@@ -74,15 +75,16 @@ class PassageEmbedder:
         """Vectors of ``docs`` in order, encoding only those not seen before (cache by doc id)."""
         import torch
 
-        missing = {d.id: d for d in docs if d.id not in self._cache}
+        keys = [(d.id, hash(d.full_text)) for d in docs]
+        missing = {k: d for k, d in zip(keys, docs, strict=True) if k not in self._cache}
         self.stats["cache_hits"] += len(docs) - len(missing)
         if missing:
             vecs = self.encode_texts([d.full_text for d in missing.values()])
-            for doc_id, v in zip(missing, vecs, strict=True):
-                self._cache[doc_id] = v
+            for key, v in zip(missing, vecs, strict=True):
+                self._cache[key] = v
         if not docs:
             return torch.zeros(0, self.dim)
-        return torch.stack([self._cache[d.id] for d in docs])
+        return torch.stack([self._cache[k] for k in keys])
 
     def clear_cache(self) -> None:
         self._cache.clear()

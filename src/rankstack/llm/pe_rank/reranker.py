@@ -142,10 +142,7 @@ class PERankReranker:
             total=usage(acc), wall_s=acc["wall_time"],
             repairs={"repaired_windows": acc["repaired_windows"]}, notes=notes)
 
-    def rank_window(self, query: str, passages: Sequence[Doc]) -> list[int]:
-        """Rank one window; 0-based indices into ``passages``, best first."""
-        if not passages:
-            return []
+    def _encode(self, passages: Sequence[Doc]):
         acc = self.accounting
         t0 = time.perf_counter()
         before = dict(self.embedder.stats)
@@ -153,6 +150,14 @@ class PERankReranker:
         acc["encode_time"] += time.perf_counter() - t0
         acc["passages_encoded"] += self.embedder.stats["encoded"] - before["encoded"]
         acc["embedding_cache_hits"] += self.embedder.stats["cache_hits"] - before["cache_hits"]
+        return emb
+
+    def rank_window(self, query: str, passages: Sequence[Doc]) -> list[int]:
+        """Rank one window; 0-based indices into ``passages``, best first."""
+        if not passages:
+            return []
+        acc = self.accounting
+        emb = self._encode(passages)
         contents = [d.full_text for d in passages] if self.model.config.with_content else None
         order, counts = self.model.rank_embeddings(query, emb, contents)
         acc["prompt_tokens"] += counts["prompt_tokens"]
@@ -206,6 +211,7 @@ class PERankReranker:
                                          f"corpus ({len(missing)} missing)", field="doc_id")
                     self.accounting["missing_docs"] += len(missing)
                 window_docs = [docs[d] for d in present]
+                self._encode(window_docs)  # one batched pass; the windows then hit the cache
                 order = self.rerank_docs(qtext, window_docs)
                 new_ids = [present[i] for i in order] + missing + rest
                 out.add(Ranking.from_order(qid, new_ids, self.name))
