@@ -160,6 +160,17 @@ class TransformerScorer(Scorer):
                            batch_size=self.batch_size, pad_token_id=self.pad_token_id,
                            padding_side=self.padding_side, chunk_size=self.chunk_size)
 
+    def set_threads(self, threads: int) -> None:
+        """Change the thread count (torch, and the ONNX session if any)."""
+        self.runtime = RuntimeSettings(threads, self.runtime.dtype, self.runtime.device)
+        self.runtime.apply()
+        if self._onnx is not None:
+            from rankstack.rerank.onnx_backend import OnnxModel
+
+            o = self._onnx
+            self._onnx = OnnxModel(o.path, output=o.output, input_names=o.input_names,
+                                   threads=threads)
+
     def close(self) -> None:
         self._onnx = None
 

