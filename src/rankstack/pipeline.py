@@ -9,8 +9,9 @@ Config (YAML, see ``configs/pipeline_dl19.yaml``)::
     retrieve:
       candidates: true            # the dataset's candidate run, and/or:
       bm25: {index_dir: DIR, k: 100}        # a 'rankstack index' directory, or
-      # bm25: {corpus: dataset, k: 100, k1: 0.9, b: 0.4}   (index built under output_dir)
-      dense: {index_dir: DIR, model: null, family: null, k: 100}   # or {corpus: ...}
+      # bm25: {corpus: dataset, k: 100, k1: 0.9, b: 0.4}   (index built in memory)
+      dense: {index_dir: DIR, model: null, family: null, k: 100}
+      # dense: {corpus: dataset|FILE.jsonl, ...}  (index built once under output_dir)
       fusion: {method: rrf, k: 60}          # required combination of >1 source (default rrf)
       depth: 100                  # keep the top-depth of the retrieved run
     rerank:                       # one stage or a list (each re-ranks the previous output)
@@ -326,7 +327,17 @@ class Pipeline:
         if spec.get("index_dir"):
             index_dir = Path(spec["index_dir"])
         else:
-            index_dir = self.out / f"dense-index-{config_hash(spec)}"
+            # keyed by what the vectors depend on (not k or search settings)
+            ident = {p: spec.get(p) for p in ("corpus", "model", "family", "settings")}
+            if spec["corpus"] != "dataset":
+                if not Path(spec["corpus"]).is_file():
+                    raise InputError("corpus file does not exist", path=spec["corpus"],
+                                     field="retrieve.dense.corpus")
+                st = Path(spec["corpus"]).stat()
+                ident["corpus_stat"] = [st.st_size, st.st_mtime_ns]
+            else:
+                ident["dataset"] = self.cfg["dataset"]
+            index_dir = self.out / f"dense-index-{config_hash(ident)}"
             if not (index_dir / "rankstack.json").is_file() or self.force:
                 build_dense_index(self._corpus(spec["corpus"]), encoder, index_dir,
                                   show_progress=self.show_progress)
