@@ -89,6 +89,9 @@ class PERankReranker:
             raise ConfigError(f"embedder dimension {embedder.dim} != projector input "
                               f"{model.config.d_emb}")
         self.model = model.eval()
+        if not model.config.stages:
+            log.warning("PE-Rank projector is untrained: its rankings are arbitrary (use it to "
+                        "measure cost only; train with rankstack.llm.pe_rank.train_*)")
         self.embedder = embedder
         self.name = f"pe-rank:{model_path_or_name}"
         self.depth = depth
