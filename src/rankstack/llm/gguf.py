@@ -69,12 +69,21 @@ class GGUFBackend(LLMBackend):
     def generate(self, prompt: Prompt, *, max_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> Generation:
         tokens = self._tokens(prompt)
+        self._check_context(len(tokens), max_tokens)
         out = self.llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0,
                                          stop=list(stop or []) or None)
         text = out["choices"][0]["text"]
         usage = out.get("usage") or {}
         return Generation(cut_at_stop(text, stop), int(usage.get("prompt_tokens", len(tokens))),
                           int(usage.get("completion_tokens", 0)))
+
+    def _check_context(self, n_prompt: int, max_tokens: int) -> None:
+        n_ctx = self.llm.n_ctx()
+        if n_prompt + max_tokens > n_ctx:
+            raise ConfigError(
+                f"prompt of {n_prompt} tokens + {max_tokens} to generate exceeds the context of "
+                f"{n_ctx} tokens of {self.model_id}: raise n_ctx (--n-ctx) or lower the window "
+                "or max_passage_tokens")
 
     def _candidate_ids(self, cand: str) -> list[int]:
         if cand not in self._cand_cache:
@@ -90,6 +99,7 @@ class GGUFBackend(LLMBackend):
 
     def next_token_logprobs(self, prompt: Prompt, candidates: Sequence[str]) -> NextTokenScores:
         tokens = self._tokens(prompt)
+        self._check_context(len(tokens), 0)
         llm = self.llm
         # reuse the KV cache of the longest common prefix with what was evaluated last
         n = 0
