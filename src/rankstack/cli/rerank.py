@@ -42,8 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--run-tag", default=None, help="TREC run tag (default: derived)")
     p.add_argument("--batch-size", type=int, default=None, help="pairs per model batch")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (scorer default 1)")
-    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=None,
-                   help="auto = bf16 where the CPU has AMX/AVX512-BF16, else fp32")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "bf16-mixed"], default=None,
+                   help="auto = bf16 where the CPU has AMX/AVX512-BF16, else fp32; bf16-mixed = "
+                        "fp32 weights + bf16 autocast (closer to fp32, a little slower)")
     p.add_argument("--backend", choices=["torch", "onnx"], default=None,
                    help="encoder families: torch (default) or ONNX Runtime (fp32, cached export)")
     p.add_argument("--quantize", choices=["int8"], default=None,

@@ -42,7 +42,7 @@ class TransformerScorer(Scorer):
 
     Settings: ``batch_size``; token budgets ``query_length`` / ``doc_length`` /
     ``max_length`` (see :class:`~rankstack.rerank.encoding.PairEncoder`); ``threads``,
-    ``dtype`` (auto|fp32|bf16), ``device``; ``backend`` (``torch`` or ``onnx``: exported once
+    ``dtype`` (auto|fp32|bf16|bf16-mixed), ``device``; ``backend`` (``torch`` or ``onnx``: exported once
     and cached, fp32), ``quantize`` (``None`` or ``"int8"``: ONNX dynamic quantization, which
     changes rankings; measure it with ``benchmarks/rerank_throughput.py`` before use),
     ``cache_dir`` for ONNX files, ``chunk_size`` (inputs length-sorted together),
@@ -72,7 +72,7 @@ class TransformerScorer(Scorer):
             raise ConfigError(f"quantize must be None or 'int8', not {quantize!r}")
         if quantize and backend != "onnx":
             raise ConfigError("quantize='int8' needs backend='onnx'")
-        if backend == "onnx" and dtype == "bf16":
+        if backend == "onnx" and dtype in ("bf16", "bf16-mixed"):
             raise ConfigError("the ONNX backend runs fp32 (use dtype auto or fp32)")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, not {batch_size!r}")
@@ -145,7 +145,7 @@ class TransformerScorer(Scorer):
             return self._onnx.run(batch.arrays())
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self.runtime.autocast():
             arrays = batch.arrays()
             if batch.padding_side == "left" and self._takes_position_ids:
                 arrays["position_ids"] = batch.position_ids()

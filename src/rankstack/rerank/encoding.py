@@ -14,7 +14,9 @@ Three pieces, used by the encoder scorers here and by the T5 / decoder scorers:
   returns outputs in **input order**.
 * :class:`RuntimeSettings` / :func:`resolve_dtype` / :func:`apply_threads`: thread count
   (default 1, often fastest on small shared CPUs) and dtype (``auto`` = bf16 when the CPU has
-  AMX-BF16 or AVX512-BF16 per ``/proc/cpuinfo``, else fp32).
+  AMX-BF16 or AVX512-BF16 per ``/proc/cpuinfo``, else fp32; ``bf16-mixed`` = fp32 weights
+  under bf16 autocast: matmuls in bf16, norms/softmax in fp32 - a little slower than bf16
+  weights, closer to fp32 rankings).
 
 Nothing here imports torch at module import time; :class:`Batch` holds numpy arrays so ONNX
 Runtime and torch backends share it (:meth:`Batch.torch` converts).
@@ -39,7 +41,8 @@ DEFAULT_QUERY_LENGTH = 32
 DEFAULT_DOC_LENGTH = 480
 
 PaddingSide = Literal["right", "left"]
-DType = Literal["auto", "fp32", "bf16"]
+DType = Literal["auto", "fp32", "bf16", "bf16-mixed"]
+DTYPES = ("auto", "fp32", "bf16", "bf16-mixed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -518,7 +521,8 @@ class RuntimeSettings:
 
     ``threads``: torch intra-op threads (default 1; ``0`` leaves torch's default).
     ``dtype``: ``auto`` (bf16 when :func:`cpu_has_bf16`, or on CUDA with bf16; else fp32),
-    ``fp32`` or ``bf16``. ``device``: ``cpu`` (default) or e.g. ``cuda``.
+    ``fp32``, ``bf16`` (bf16 weights) or ``bf16-mixed`` (fp32 weights, bf16 autocast: wrap
+    forward passes in :meth:`autocast`). ``device``: ``cpu`` (default) or e.g. ``cuda``.
     """
 
     threads: int = 1
@@ -526,8 +530,8 @@ class RuntimeSettings:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"dtype must be auto, fp32 or bf16, not {self.dtype!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         if not isinstance(self.threads, int) or self.threads < 0:
             raise ConfigError(f"threads must be an integer >= 0, not {self.threads!r}")
 
@@ -536,7 +540,18 @@ class RuntimeSettings:
         apply_threads(self.threads)
 
     def torch_dtype(self) -> Any:
+        """dtype of the weights (fp32 for ``bf16-mixed``)."""
         return resolve_dtype(self.dtype, self.device)
+
+    def autocast(self) -> Any:
+        """Context for forward passes: bf16 autocast for ``bf16-mixed``, else a no-op."""
+        import contextlib
+
+        if self.dtype != "bf16-mixed":
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
 
 
 @functools.cache
@@ -563,15 +578,16 @@ cpu_supports_bf16 = cpu_has_bf16
 
 
 def resolve_dtype(dtype: DType | str = "auto", device: str = "cpu") -> Any:
-    """``auto|fp32|bf16`` -> a torch dtype; ``auto`` picks bf16 only where it is native."""
+    """``auto|fp32|bf16|bf16-mixed`` -> the torch dtype of the weights; ``auto`` picks bf16
+    only where it is native; ``bf16-mixed`` keeps fp32 weights (see RuntimeSettings.autocast)."""
     import torch
 
-    if dtype == "fp32":
+    if dtype in ("fp32", "bf16-mixed"):
         return torch.float32
     if dtype == "bf16":
         return torch.bfloat16
     if dtype != "auto":
-        raise ConfigError(f"dtype must be auto, fp32 or bf16, not {dtype!r}")
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
