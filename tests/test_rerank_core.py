@@ -98,6 +98,15 @@ def test_doc_and_query_budgets_count_truncations(tok):
     assert out[0].input_ids[5:10] == tok("a b c d e", add_special_tokens=False)["input_ids"]
 
 
+def test_single_encoding_prefix_outside_budget(tok):
+    enc = PairEncoder.from_tokenizer(tok, query_length=2, doc_length=3)
+    (e,) = enc.encode_single(["one two three four"], kind="passages", prefix="passage: ",
+                             suffix_ids=[tok.sep_token_id])
+    assert tok.convert_ids_to_tokens(e.input_ids) == [
+        "[CLS]", "passage", ":", "one", "two", "three", "[SEP]", "[SEP]"]
+    assert enc.counts.passages == 1
+
+
 def test_template_encoding_budgets(tok):
     enc = PairEncoder.from_tokenizer(tok, query_length=2, doc_length=3)
     (e,) = enc.encode_template(["Query:", "{query}", "Document:", "{doc}", "Relevant:"],
@@ -206,6 +215,11 @@ def test_bf16_close_to_fp32(tiny_bert_dir):
     b = CrossEncoderScorer(str(tiny_bert_dir), dtype="bf16").score_pairs(q, p)
     assert b.dtype == np.float32
     np.testing.assert_allclose(a, b, atol=0.1)
+    mixed = CrossEncoderScorer(str(tiny_bert_dir), dtype="bf16-mixed")
+    assert next(mixed.model.parameters()).dtype == torch.float32  # weights stay fp32
+    c = mixed.score_pairs(q, p)
+    np.testing.assert_allclose(a, c, atol=0.1)
+    assert not np.array_equal(a, c)  # autocast really ran in bf16
 
 
 def test_onnx_backend_matches_torch_and_caches(tiny_bert_dir, tmp_path):
