@@ -81,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     from rankstack.retrieve.dense import FORMAT as DENSE_FORMAT
     from rankstack.retrieve.dense import read_manifest
 
+    if not os.path.isdir(args.index_dir):
+        raise InputError("index directory does not exist", path=args.index_dir)
+    if not os.path.isfile(os.path.join(args.index_dir, "rankstack.json")):
+        raise InputError("no rankstack.json: not a rankstack index (BM25 or dense), or an "
+                         "interrupted build", path=args.index_dir)
     manifest = read_manifest(args.index_dir)
     kind = manifest.get("format")
     if kind == DENSE_FORMAT:
