@@ -339,6 +339,33 @@ def test_missing_query_text_and_empty_run(ce):
         ce.rerank(Run(name="empty"), QUERIES, DOCS)
 
 
+def test_journal_resumes_interrupted_job(tiny_bert_dir, tmp_path):
+    rr = Reranker.from_pretrained(str(tiny_bert_dir), family="cross-encoder", dtype="fp32",
+                                  show_progress=False, chunk_pairs=4)
+    full = rr.rerank(make_run(), QUERIES, DOCS)
+    journal = tmp_path / "j.jsonl"
+    real = rr.scorer.score_pairs
+    calls: list[int] = []
+
+    def flaky(q, p):
+        calls.append(len(q))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # dies after the first group (q1) was journaled
+        return real(q, p)
+
+    rr.scorer.score_pairs = flaky  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        rr.rerank_with_stats(make_run(), QUERIES, DOCS, journal=journal)
+    calls.clear()
+    rr.scorer.score_pairs = lambda q, p: (calls.append(len(q)), real(q, p))[1]  # type: ignore
+    out, stats = rr.rerank_with_stats(make_run(), QUERIES, DOCS, journal=journal)
+    assert stats.resumed_queries == 1 and sum(calls) == 5  # q2 (3) + q3 (2) only
+    assert out.to_dict() == full.to_dict() and list(out) == list(full)
+    other = Reranker(rr.scorer, depth=1, show_progress=False)
+    with pytest.raises(ConfigError, match="another job"):
+        other.rerank_with_stats(make_run(), QUERIES, DOCS, journal=journal)
+
+
 def test_truncation_counted_in_stats(tiny_bert_dir):
     rr = Reranker.from_pretrained(str(tiny_bert_dir), family="cross-encoder", dtype="fp32",
                                   doc_length=8, show_progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from rankstack.cli._common import add_config_arg
@@ -25,7 +26,8 @@ def add_parser(sub) -> None:
                     "candidates below depth follow in their original order. With no --model, "
                     "the bundled all-MiniLM-L6-v2 bi-encoder is used (offline). The family is "
                     "never guessed: give --family unless the model's config.json records "
-                    "rankstack_family.")
+                    "rankstack_family. Finished queries go to OUT.journal.jsonl as they are "
+                    "done: re-running an interrupted command resumes from it.")
     add_config_arg(p)
     p.add_argument("--model", default=None, help="hub id or local directory (default: bundled "
                                                   "MiniLM bi-encoder)")
@@ -102,11 +104,15 @@ def run(args: argparse.Namespace) -> int:
     reranker = Reranker.from_pretrained(args.model, args.family, depth=args.depth,
                                         on_missing=args.on_missing,
                                         show_progress=not args.no_progress, **_settings(args))
+    journal = Path(str(args.out) + ".journal.jsonl")
+    if journal.exists():
+        print(f"resuming from {journal}")
     try:
-        result, stats = reranker.rerank_with_stats(ds.run, ds.queries, ds.docs)
+        result, stats = reranker.rerank_with_stats(ds.run, ds.queries, ds.docs, journal=journal)
     finally:
         reranker.close()
     write_run(result, args.out, tag=args.run_tag)
+    journal.unlink(missing_ok=True)
     if args.stats:
         with atomic_write(args.stats) as fh:
             json.dump(stats.to_dict(), fh, indent=2)

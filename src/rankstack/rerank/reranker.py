@@ -16,6 +16,9 @@ Policies (each counted in :class:`RerankStats`, logged, and kept on
 * **passages longer than the token budget**: truncated by the scorer's encoder and counted
   (``passages_truncated``; likewise ``queries_truncated``).
 
+Long jobs resume: with ``journal=path`` each finished query is appended to a JSONL journal,
+and a re-run with the same journal scores only the queries not recorded there.
+
 Produced Rankings name the model as their ``scorer``; the score kind (logit, log_prob,
 cosine...) is :attr:`Reranker.score_kind`.
 """
@@ -24,9 +27,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -63,6 +67,7 @@ class RerankStats:
     missing_queries: int = 0
     passages_truncated: int = 0
     queries_truncated: int = 0
+    resumed_queries: int = 0
     seconds: float = 0.0
 
     @property
@@ -182,8 +187,16 @@ class Reranker:
         return self.rerank_with_stats(run, queries, docs, depth)[0]
 
     def rerank_with_stats(self, run: Run, queries: Mapping[str, Query],
-                          docs: Mapping[str, Doc], depth: int | None = None
+                          docs: Mapping[str, Doc], depth: int | None = None, *,
+                          journal: str | os.PathLike[str] | None = None
                           ) -> tuple[Run, RerankStats]:
+        """Like :meth:`rerank`, also returning the stats.
+
+        ``journal``: a JSONL file where each finished query's ranking is appended (flushed and
+        fsynced per group of ``chunk_pairs`` pairs). If it exists, the queries recorded there
+        are taken from it instead of being scored again, so an interrupted job resumes. It
+        must come from the same model and depth (else ConfigError).
+        """
         depth = self.depth if depth is None else depth
         if depth is not None and (not isinstance(depth, int) or depth < 1):
             raise ConfigError(f"depth must be a positive integer or None, not {depth!r}")
@@ -193,10 +206,8 @@ class Reranker:
         t0 = time.perf_counter()
         p0, q0 = _counts(self.scorer)
 
-        # Gather the pairs to score; check inputs before any model work.
-        plan: list[tuple[str, list[str], list[ScoredDoc]]] = []
-        q_texts: list[str] = []
-        p_texts: list[str] = []
+        # Check every input before any model work.
+        plan: list[_Item] = []
         for qid, ranking in run.items():
             query = queries.get(qid)
             if query is None:
@@ -210,43 +221,64 @@ class Reranker:
                 stats.empty_queries += 1
             head = ranking.docs if depth is None else ranking.docs[:depth]
             tail = [] if depth is None else ranking.docs[depth:]
-            ids: list[str] = []
+            item = _Item(qid, query.text)
             for sd in head:
                 doc = docs.get(sd.doc_id)
                 if doc is None:
-                    if self.on_missing == "raise":
-                        raise InputError(f"doc {sd.doc_id!r} (query {qid!r}) is not in the "
-                                         f"corpus", field="doc_id")
-                    stats.missing_docs += 1
+                    self._missing(sd.doc_id, qid, stats)
                     continue
-                ids.append(sd.doc_id)
-                q_texts.append(query.text)
-                p_texts.append(doc.full_text)
-            kept_tail = []
+                item.ids.append(sd.doc_id)
+                item.texts.append(doc.full_text)
             for sd in tail:
                 if sd.doc_id not in docs:
-                    if self.on_missing == "raise":
-                        raise InputError(f"doc {sd.doc_id!r} (query {qid!r}) is not in the "
-                                         f"corpus", field="doc_id")
-                    stats.missing_docs += 1
+                    self._missing(sd.doc_id, qid, stats)
                     continue
-                kept_tail.append(sd)
-            plan.append((qid, ids, kept_tail))
+                item.tail.append(sd)
+            plan.append(item)
 
-        scores = self._score(q_texts, p_texts)
-        stats.pairs_scored = len(scores)
+        done: dict[str, Ranking] = {}
+        header = {"rankstack_rerank_journal": 1, "model": self.name, "depth": depth}
+        if journal is not None:
+            done = _read_journal(Path(journal), header)
+            stats.resumed_queries = sum(1 for it in plan if it.qid in done)
+        pending = [it for it in plan if it.qid not in done]
+        total = sum(len(it.ids) for it in pending)
+        bar = None
+        if self.show_progress and total:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc=f"re-ranking ({_short(self.name)})", unit="pair")
+        jf = None
+        try:
+            if journal is not None:
+                new = not Path(journal).exists() or Path(journal).stat().st_size == 0
+                jf = open(journal, "a", encoding="utf-8")  # noqa: SIM115
+                if new:
+                    jf.write(json.dumps(header) + "\n")
+            group: list[_Item] = []
+            n_group = 0
+            for i, it in enumerate(pending):
+                group.append(it)
+                n_group += len(it.ids)
+                if n_group >= self.chunk_pairs or i == len(pending) - 1:
+                    for r in self._score_group(group, stats, bar):
+                        done[r.query_id] = r
+                        if jf is not None:
+                            jf.write(json.dumps({"q": r.query_id, "d": [
+                                [d.doc_id, d.score] for d in r.docs]}) + "\n")
+                    if jf is not None:
+                        jf.flush()
+                        os.fsync(jf.fileno())
+                    group, n_group = [], 0
+        finally:
+            if bar is not None:
+                bar.close()
+            if jf is not None:
+                jf.close()
 
         out = Run(name=f"{run.name}+{_short(self.name)}")
-        pos = 0
-        for qid, ids, tail in plan:
-            s = scores[pos:pos + len(ids)]
-            pos += len(ids)
-            head_docs = [ScoredDoc(d, float(x)) for d, x in zip(ids, s, strict=True)]
-            floor = float(s.min()) if len(s) else 0.0
-            tail_docs = [ScoredDoc(sd.doc_id, floor - (i + 1)) for i, sd in enumerate(tail)]
-            stats.kept_below_depth += len(tail_docs)
-            out.add(Ranking(qid, head_docs + tail_docs, self.name))
-
+        for it in plan:
+            out.add(done[it.qid])
         p1, q1 = _counts(self.scorer)
         stats.passages_truncated, stats.queries_truncated = p1 - p0, q1 - q0
         stats.seconds = time.perf_counter() - t0
@@ -257,33 +289,78 @@ class Reranker:
                         self.name, stats.missing_docs, stats.missing_queries)
         return out, stats
 
-    def _score(self, q_texts: list[str], p_texts: list[str]) -> np.ndarray:
-        n = len(q_texts)
-        out = np.empty(n, dtype=np.float32)
-        bar = None
-        if self.show_progress and n:
-            from tqdm.auto import tqdm
+    def _missing(self, doc_id: str, qid: str, stats: RerankStats) -> None:
+        if self.on_missing == "raise":
+            raise InputError(f"doc {doc_id!r} (query {qid!r}) is not in the corpus",
+                             field="doc_id")
+        stats.missing_docs += 1
 
-            bar = tqdm(total=n, desc=f"re-ranking ({_short(self.name)})", unit="pair")
-        try:
-            for a in range(0, n, self.chunk_pairs):
-                b = min(n, a + self.chunk_pairs)
-                s = np.asarray(self.scorer.score_pairs(q_texts[a:b], p_texts[a:b]),
-                               dtype=np.float32).reshape(-1)
-                if len(s) != b - a:
-                    raise RuntimeError(f"scorer {self.name} returned {len(s)} scores for "
-                                       f"{b - a} pairs")
-                if not np.isfinite(s).all():
-                    bad = int(np.flatnonzero(~np.isfinite(s))[0]) + a
-                    raise RuntimeError(f"scorer {self.name} returned a non-finite score for "
-                                       f"pair {bad} (query {q_texts[bad][:60]!r})")
-                out[a:b] = s
-                if bar is not None:
-                    bar.update(b - a)
-        finally:
+    def _score_group(self, group: list[_Item], stats: RerankStats, bar: Any) -> list[Ranking]:
+        q_texts = [it.query for it in group for _ in it.ids]
+        p_texts = [t for it in group for t in it.texts]
+        n = len(q_texts)
+        scores = np.empty(n, dtype=np.float32)
+        for a in range(0, n, self.chunk_pairs):
+            b = min(n, a + self.chunk_pairs)
+            s = np.asarray(self.scorer.score_pairs(q_texts[a:b], p_texts[a:b]),
+                           dtype=np.float32).reshape(-1)
+            if len(s) != b - a:
+                raise RuntimeError(f"scorer {self.name} returned {len(s)} scores for "
+                                   f"{b - a} pairs")
+            if not np.isfinite(s).all():
+                bad = int(np.flatnonzero(~np.isfinite(s))[0]) + a
+                raise RuntimeError(f"scorer {self.name} returned a non-finite score for "
+                                   f"pair {bad} (query {q_texts[bad][:60]!r})")
+            scores[a:b] = s
             if bar is not None:
-                bar.close()
+                bar.update(b - a)
+        stats.pairs_scored += n
+        out, pos = [], 0
+        for it in group:
+            s = scores[pos:pos + len(it.ids)]
+            pos += len(it.ids)
+            head = [ScoredDoc(d, float(x)) for d, x in zip(it.ids, s, strict=True)]
+            floor = float(s.min()) if len(s) else 0.0
+            tail = [ScoredDoc(sd.doc_id, floor - (i + 1)) for i, sd in enumerate(it.tail)]
+            stats.kept_below_depth += len(tail)
+            out.append(Ranking(it.qid, head + tail, self.name))
         return out
+
+
+@dataclass
+class _Item:
+    qid: str
+    query: str
+    ids: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    tail: list[ScoredDoc] = field(default_factory=list)
+
+
+def _read_journal(path: Path, header: dict[str, Any]) -> dict[str, Ranking]:
+    """Rankings recorded in a journal; a torn last line (crash mid-write) is ignored."""
+    if not path.exists() or path.stat().st_size == 0:
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    done: dict[str, Ranking] = {}
+    for no, line in enumerate(lines, 1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if no == len(lines):
+                log.warning("%s:%d: ignoring a torn last line", path, no)
+                break
+            raise InputError("not valid JSON", path=path, line=no) from None
+        if no == 1:
+            if rec != header:
+                raise ConfigError(f"{path}: journal of another job ({rec}); expected {header} "
+                                  f"- delete it to start over")
+            continue
+        try:
+            done[rec["q"]] = Ranking(rec["q"], [ScoredDoc(d, float(x)) for d, x in rec["d"]],
+                                     str(header["model"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"bad journal record: {exc}", path=path, line=no) from None
+    return done
 
 
 def _short(name: str) -> str:
