@@ -318,15 +318,24 @@ class Pipeline:
                 index = BM25Index.build(self._corpus(spec["corpus"]).values(),
                                         show_progress=self.show_progress, **params)
             return index.search(queries, k, show_progress=self.show_progress, name="bm25")
-        from rankstack.retrieve.dense import DenseIndex, build_dense_index, load_encoder
+        from rankstack.retrieve.dense import (
+            DenseIndex,
+            build_dense_index,
+            load_encoder,
+            load_encoder_for_index,
+        )
 
-        encoder = load_encoder(model=spec.get("model"), family=spec.get("family"),
-                               **dict(spec.get("settings") or {}))
+        enc_settings = dict(spec.get("settings") or {})
         settings = {p: spec[p] for p in ("mode", "hnsw_m", "ef_search", "ef_construction")
                     if p in spec}
         if spec.get("index_dir"):
+            # an existing index is queried with the encoder its manifest names
             index_dir = Path(spec["index_dir"])
+            encoder = load_encoder_for_index(index_dir, spec.get("model"), spec.get("family"),
+                                             **enc_settings)
         else:
+            encoder = load_encoder(model=spec.get("model"), family=spec.get("family"),
+                                   **enc_settings)
             # keyed by what the vectors depend on (not k or search settings)
             ident = {p: spec.get(p) for p in ("corpus", "model", "family", "settings")}
             if spec["corpus"] != "dataset":

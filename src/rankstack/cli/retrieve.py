@@ -155,8 +155,7 @@ def run_dense(args: argparse.Namespace) -> int:
                                      **settings)
     index = DenseIndex.load(args.index_dir, encoder, mmap=not args.no_mmap,
                             **dense_search_settings(args))
-    if index._faiss is not None:
-        index._faiss.omp_set_num_threads(max(args.threads, 1))
+    index.set_threads(args.threads)
     t0 = time.perf_counter()
     result = index.search(queries, k=args.k, batch_size=args.batch_size or 64, name=tag)
     dt = time.perf_counter() - t0

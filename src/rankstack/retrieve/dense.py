@@ -83,6 +83,7 @@ def encoder_info(encoder: Encoder) -> dict[str, Any]:
     if normalized is None and similarity is not None:
         normalized = similarity == "cosine"
     suffix = getattr(encoder, "suffix_ids", None)
+    runtime = getattr(encoder, "runtime", None)
     return {
         "model": str(attr("name") or type(encoder).__name__),
         "family": attr("family"),
@@ -92,6 +93,8 @@ def encoder_info(encoder: Encoder) -> dict[str, Any]:
         "query_prefix": attr("query_prefix"),
         "passage_prefix": attr("passage_prefix"),
         "append_eos": bool(suffix) if suffix is not None else None,
+        # the compute dtype the passages were encoded with; queries default to the same
+        "encode_dtype": getattr(runtime, "dtype", None),
     }
 
 
@@ -311,6 +314,11 @@ class DenseIndex:
             check_encoder(manifest, encoder, where=str(mpath))
         return cls(emb, ids, manifest, encoder, **search_settings)
 
+    def set_threads(self, n: int) -> None:
+        """Threads faiss may use for search (no-op on the numpy path)."""
+        if self._faiss is not None:
+            self._faiss.omp_set_num_threads(max(int(n), 1))
+
     def __len__(self) -> int:
         return len(self.doc_ids)
 
@@ -439,7 +447,7 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any]:
 #: manifest keys passed back to the encoder class when re-opening an index's query encoder
 _ENCODER_SETTINGS = {"pooling": "pooling", "similarity_setting": "similarity",
                      "query_prefix": "query_prefix", "passage_prefix": "passage_prefix",
-                     "append_eos": "append_eos"}
+                     "append_eos": "append_eos", "encode_dtype": "dtype"}
 
 
 def load_encoder(model: str | None = None, family: str | None = None, **settings: Any) -> Encoder:
