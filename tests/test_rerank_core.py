@@ -88,6 +88,17 @@ def test_truncation_keeps_query_and_respects_max_length(tok):
     assert enc.counts.passages == 1 and enc.counts.queries == 0
 
 
+@pytest.mark.parametrize("budget", [1, 5, 40])
+def test_tokenize_precut_equals_full_tokenization(tok, budget):
+    enc = PairEncoder.from_tokenizer(tok)
+    texts = ["cats eat food " * 400, "x" * 3000, ("supercalifragilistic" * 3 + " ") * 90,
+             "Paris, France; the city. " * 200, "short", "=" * 2000, ""]
+    ids, cut = enc.tokenize(texts, budget)
+    for t, x, c in zip(texts, ids, cut, strict=True):
+        full = tok(t, add_special_tokens=False)["input_ids"]
+        assert x == full[:budget] and c == (len(full) > budget)
+
+
 def test_doc_and_query_budgets_count_truncations(tok):
     enc = PairEncoder.from_tokenizer(tok, query_length=3, doc_length=5)
     out = enc.encode_pairs(["one two three four five", "one", "one two three four five"],

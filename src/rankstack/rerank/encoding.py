@@ -240,14 +240,17 @@ class PairEncoder:
     def tokenize(self, texts: Sequence[str], budget: int) -> tuple[list[list[int]], list[bool]]:
         """Token ids without special tokens, each cut to ``budget``, and whether it was cut.
 
-        Very long texts are pre-cut in characters (a cheap bound) and re-tokenized whole
-        when the character cut could have lost tokens inside the budget. Counts nothing.
+        Very long texts are pre-cut at a whitespace (a cheap bound; words are never split)
+        and re-tokenized whole unless the cut text still has a margin of tokens past the
+        budget.
+        Counts nothing.
         """
+        margin = 16
         char_cap = budget * 12 + 64
-        cut = [t if len(t) <= char_cap else t[:char_cap] for t in texts]
+        cut = [t if len(t) <= char_cap else _cut_at_space(t, char_cap) for t in texts]
         ids = self._tok(cut)
         redo = [i for i, (t, c, x) in enumerate(zip(texts, cut, ids, strict=True))
-                if len(c) < len(t) and len(x) < budget + 2]
+                if len(c) < len(t) and len(x) < budget + margin]
         if redo:
             for i, x in zip(redo, self._tok([texts[i] for i in redo]), strict=True):
                 ids[i] = x
@@ -380,6 +383,12 @@ class PairEncoder:
         else:
             self.counts.passages += n_cut
         return [by_text[t][0] for t in texts]
+
+
+def _cut_at_space(text: str, cap: int) -> str:
+    """``text`` cut before the last whitespace at or before ``cap`` (unchanged if none)."""
+    i = max(text.rfind(" ", 0, cap + 1), text.rfind("\n", 0, cap + 1))
+    return text[:i] if i > 0 else text
 
 
 def model_max_length(tokenizer: Any, model_config: Any = None, requested: int | None = None) -> int:
