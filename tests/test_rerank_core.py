@@ -390,6 +390,8 @@ def test_family_errors_and_config_key(tiny_bert_dir, tmp_path):
         Reranker.from_pretrained(str(tiny_bert_dir), family="nope")
     with pytest.raises(ConfigError, match="--family"):
         Reranker.from_pretrained(str(tiny_bert_dir))
+    with pytest.raises(ConfigError, match="does not take setting.*poolin"):
+        Reranker.from_pretrained(str(tiny_bert_dir), family="cross-encoder", poolin="mean")
     with pytest.raises(ConfigError, match="does not exist"):
         Reranker.from_pretrained(str(tmp_path / "no-such-model"), family="cross-encoder")
     d = tmp_path / "tagged"

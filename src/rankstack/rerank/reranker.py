@@ -174,6 +174,7 @@ class Reranker:
                     f"(a saved model may record it as '{FAMILY_KEY}' in config.json)")
         cls_ = scorer_class(family)
         load = getattr(cls_, "from_pretrained", cls_)
+        _check_settings(family, cls_, load, settings)
         scorer = load(model, **settings)
         return cls(scorer, settings.get("batch_size"), **own)
 
@@ -325,6 +326,29 @@ class Reranker:
             stats.kept_below_depth += len(tail)
             out.append(Ranking(it.qid, head + tail, self.name))
         return out
+
+
+def _check_settings(family: str, cls_: type, load: Any, settings: Mapping[str, Any]) -> None:
+    """ConfigError for settings the family's loader cannot take (instead of a TypeError)."""
+    import inspect
+
+    known: set[str] = set()
+    funcs = [load] + [c.__init__ for c in cls_.__mro__ if "__init__" in c.__dict__]
+    for f in funcs:
+        try:
+            params = inspect.signature(f).parameters.values()
+        except (TypeError, ValueError):
+            return
+        names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        known |= names - {"self", "cls"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break  # this signature is the last that settings can reach
+    else:
+        return  # **kwargs all the way down: cannot tell
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"family {family!r} does not take setting(s) {', '.join(unknown)}; "
+                          f"it takes: {', '.join(sorted(known))}")
 
 
 @dataclass
