@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache_dir or str(tmp / "onnx")
     qs, ps, group = load_pairs(args.queries)
     n = len(qs)
-    console = Console()
+    console = Console(width=140)
     console.print(f"{n} pairs ({len(set(group))} queries), model {model}, threads "
                   f"{args.threads}, CPU bf16 native: {cpu_has_bf16()}, torch {torch.__version__}")
 

@@ -196,7 +196,7 @@ class Reranker:
         ``journal``: a JSONL file where each finished query's ranking is appended (flushed and
         fsynced per group of ``chunk_pairs`` pairs). If it exists, the queries recorded there
         are taken from it instead of being scored again, so an interrupted job resumes. It
-        must come from the same model and depth (else ConfigError).
+        must come from the same model, depth and candidates (else ConfigError).
         """
         depth = self.depth if depth is None else depth
         if depth is not None and (not isinstance(depth, int) or depth < 1):
@@ -238,7 +238,8 @@ class Reranker:
             plan.append(item)
 
         done: dict[str, Ranking] = {}
-        header = {"rankstack_rerank_journal": 1, "model": self.name, "depth": depth}
+        header = {"rankstack_rerank_journal": 1, "model": self.name, "depth": depth,
+                  "candidates": _fingerprint(plan)}
         if journal is not None:
             done = _read_journal(Path(journal), header)
             stats.resumed_queries = sum(1 for it in plan if it.qid in done)
@@ -358,6 +359,15 @@ class _Item:
     ids: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     tail: list[ScoredDoc] = field(default_factory=list)
+
+
+def _fingerprint(plan: list[_Item]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for it in plan:
+        h.update(json.dumps([it.qid, it.query, it.ids, [d.doc_id for d in it.tail]]).encode())
+    return h.hexdigest()[:16]
 
 
 def _read_journal(path: Path, header: dict[str, Any]) -> dict[str, Ranking]:
