@@ -74,8 +74,7 @@ class LLMCaller:
             u.wall_s += seconds
 
     def _key(self, kind: str, payload: Any) -> str:
-        b = self.backend
-        return cache_key(f"{b.kind}:{b.model_id}", self.template_id, kind, payload)
+        return cache_key(self.backend.cache_identity(), self.template_id, kind, payload)
 
     def generate(self, qid: str, prompt: Prompt, *, max_tokens: int,
                  stop: Sequence[str] | None = None) -> Generation:

@@ -87,6 +87,11 @@ class LLMBackend(ABC):
     def truncate(self, text: str, max_tokens: int) -> str:
         """``text`` cut to at most ``max_tokens`` tokens."""
 
+    def cache_identity(self) -> str:
+        """What identifies this backend's outputs in cache keys: kind, model and any setting
+        that changes the prompt the model sees or its numerics."""
+        return f"{self.kind}:{self.model_id}"
+
     def describe(self) -> dict[str, object]:
         """Settings that identify this backend in reports."""
         return {"backend": self.kind, "model": self.model_id}

@@ -1,6 +1,7 @@
 """On-disk cache of LLM calls (sqlite), so interrupted runs resume and reruns are free.
 
-The key is a SHA-256 of the canonical JSON of: backend kind and model id, template id
+The key is a SHA-256 of the canonical JSON of: the backend identity (kind, model id and
+settings that change outputs, see ``LLMBackend.cache_identity``), the template id
 (``name@vN``), the call kind (``generate`` / ``logprobs``), the full input (prompt or chat
 messages) and the generation parameters. Every insert is committed at once (sqlite's
 journal + fsync), so a crash loses at most the call in flight. Decoding is greedy, so a

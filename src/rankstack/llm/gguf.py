@@ -130,6 +130,9 @@ class GGUFBackend(LLMBackend):
             return text
         return self.llm.detokenize(ids[:max_tokens]).decode("utf-8", errors="ignore").strip()
 
+    def cache_identity(self) -> str:
+        return f"{super().cache_identity()}:chat={self.has_chat_template}"
+
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "threads": self.threads,
                 "chat_template": self.has_chat_template}

@@ -44,6 +44,7 @@ class HFBackend(LLMBackend):
         self.model = transformers.AutoModelForCausalLM.from_pretrained(
             self.model_id, trust_remote_code=trust_remote_code, **kw).to(device).eval()
         self.device = device
+        self.dtype = dtype
         self.max_input_tokens = max_input_tokens
         self._chat = bool(use_chat_template and getattr(self.tokenizer, "chat_template", None))
         self._pad_id = self.tokenizer.pad_token_id
@@ -113,6 +114,9 @@ class HFBackend(LLMBackend):
         if len(ids) <= max_tokens:
             return text
         return self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
+
+    def cache_identity(self) -> str:
+        return f"{super().cache_identity()}:{self.dtype}:chat={self._chat}:max_in={self.max_input_tokens}"
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "device": self.device, "chat_template": self._chat}

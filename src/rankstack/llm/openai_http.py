@@ -191,6 +191,10 @@ class OpenAIBackend(LLMBackend):
         matches = list(_APPROX_TOKEN.finditer(text))
         return text if len(matches) <= max_tokens else text[: matches[max_tokens - 1].end()]
 
+    def cache_identity(self) -> str:
+        # the served model name is the identity; the endpoint decides how prompts are formatted
+        return f"{super().cache_identity()}:{self.endpoint}"
+
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "base_url": self.base_url, "endpoint": self.endpoint,
                 "max_concurrency": self.max_concurrency, "retries": self.retries,
