@@ -141,6 +141,44 @@ def test_cache_makes_reruns_free_and_resumes(hf_backend, dl19, tmp_path):
     cache.close()
 
 
+def test_interrupted_run_resumes_from_the_cache(hf_backend, dl19, tmp_path, monkeypatch):
+    from rankstack.llm import ListwiseLLMReranker, LLMCache
+
+    run = small_run(dl19, 2, 8)
+    cache = LLMCache(tmp_path / "cache")
+    rr = ListwiseLLMReranker(hf_backend, window=4, stride=2, max_passage_tokens=12, cache=cache)
+    real_generate = hf_backend.generate
+    made = []
+
+    def crash_after_four(*a, **kw):
+        if len(made) == 4:
+            raise KeyboardInterrupt  # the run dies mid-query (the second query's 2nd window)
+        made.append(1)
+        return real_generate(*a, **kw)
+
+    monkeypatch.setattr(hf_backend, "generate", crash_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        rr.rerank(run, dl19.queries, dl19.docs, depth=8, progress=False)
+    monkeypatch.setattr(hf_backend, "generate", real_generate)
+    _, report = rr.rerank(run, dl19.queries, dl19.docs, depth=8, progress=False)
+    assert report.total.cache_hits == 4 and report.total.calls == 2
+    cache.close()
+
+
+def test_hf_without_chat_template_uses_plain_prompt(tiny_chat_llama, dl19):
+    from rankstack.llm import PointwiseLLMReranker
+    from rankstack.llm.hf import HFBackend
+
+    b = HFBackend(str(tiny_chat_llama), use_chat_template=False)
+    assert not b.has_chat_template
+    rr = PointwiseLLMReranker(b, max_passage_tokens=16)
+    msgs = rr.template.render_pointwise("q", "p", chat=b.has_chat_template)
+    assert msgs[-1]["content"].endswith("\nAnswer:")
+    out, report = rr.rerank(small_run(dl19, 1, 3), dl19.queries, dl19.docs, progress=False)
+    assert report.total.calls == 3 and all(math.isfinite(d.score) for r in out.values() for d in r)
+    assert b.cache_identity() != "hf:" + b.model_id  # settings that change outputs are in keys
+
+
 # ---------------------------------------------------------------- HTTP: retries, backoff, concurrency
 
 
@@ -385,6 +423,20 @@ def test_openai_backend_against_llama_cpp_server(llama_server, gguf_backend, dl1
     assert http.logprobs == pytest.approx(local.logprobs, abs=0.05)
     b.close()
     cache.close()
+    # the CLI path of the HTTP backend
+    import argparse
+
+    from rankstack.cli import llm_rerank
+
+    parser = argparse.ArgumentParser()
+    llm_rerank.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args([
+        "llm-rerank", "--backend", "openai", "--model", "smollm2", "--base-url", llama_server,
+        "--mode", "pointwise", "--candidates", "dl19", "--depth", "2", "--max-queries", "1",
+        "--max-concurrency", "2", "--out", str(tmp_path / "http.txt"), "--no-progress"])
+    assert args.func(args) == 0
+    report = json.loads((tmp_path / "http.txt.llm.json").read_text())
+    assert report["backend"]["backend"] == "openai" and report["total"]["calls"] == 2
 
 
 # ---------------------------------------------------------------- CLI
