@@ -77,7 +77,7 @@ def test_teach_resumes_after_a_kill_without_redoing_or_losing_queries(tmp_path, 
     assert len(journal.read_text().splitlines()) == 1 + 4  # header + 2 chunks of 2 queries
     # a torn last line (kill during a write) is discarded and that query redone
     with open(journal, "a") as fh:
-        fh.write('{"qid": "q4", "scorer": "x", "docs": [["d4", 0.')
+        fh.write('{"q": "q4", "s": "x", "d": [["d4", 0.')
     again = CountingTeacher(tiny_teacher)
     res = teach(again, "tiny", run, queries, docs, out, chunk_size=2, show_progress=False)
     assert sorted(again.ranked) == ["q4", "q5", "q6"]  # only the unfinished queries
@@ -101,7 +101,7 @@ def test_teach_refuses_a_journal_of_another_config(tmp_path, tiny_teacher):
     with pytest.raises(KeyboardInterrupt):
         teach(CountingTeacher(tiny_teacher, die_after=1), "tiny", run, queries, docs, out,
               config={"depth": 10}, chunk_size=1, show_progress=False)
-    with pytest.raises(ConfigError, match="another teacher config"):
+    with pytest.raises(ConfigError, match="journal of another job"):
         teach(CountingTeacher(tiny_teacher), "tiny", run, queries, docs, out,
               config={"depth": 20}, show_progress=False)
 

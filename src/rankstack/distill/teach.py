@@ -29,7 +29,8 @@ from rankstack import __version__
 from rankstack.config import config_hash
 from rankstack.errors import ConfigError, InputError
 from rankstack.io import atomic_write, write_run
-from rankstack.records import Doc, Query, Ranking, Run, ScoredDoc
+from rankstack.io.journal import RankingJournal
+from rankstack.records import Doc, Query, Ranking, Run
 
 log = logging.getLogger(__name__)
 
@@ -108,34 +109,6 @@ class TeachResult:
     scored_queries: int
 
 
-def _read_journal(path: Path, expected_hash: str) -> dict[str, Ranking]:
-    done: dict[str, Ranking] = {}
-    if not path.exists():
-        return done
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.read().split("\n")
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if no >= len(lines) - 1:  # torn last line from a kill mid-write: redo that query
-                log.warning("%s:%d: discarding a torn last journal line", path, no)
-                continue
-            raise InputError("corrupt journal line", path=path, line=no) from None
-        if no == 1 or "config_hash" in rec:
-            if rec.get("config_hash") != expected_hash:
-                raise ConfigError(
-                    f"{path}: journal belongs to another teacher config "
-                    f"({rec.get('config_hash')} != {expected_hash}); remove it or use another --out"
-                )
-            continue
-        done[rec["qid"]] = Ranking(rec["qid"], [ScoredDoc(d, s) for d, s in rec["docs"]],
-                                   rec["scorer"])
-    return done
-
-
 def teach(
     teacher: Teacher,
     teacher_id: str,
@@ -156,35 +129,27 @@ def teach(
     out = Path(out)
     cfg = {"teacher": teacher_id, **(dict(config) if config else {})}
     chash = config_hash(cfg)
-    journal = out.with_name(out.name + ".journal.jsonl")
-    done = _read_journal(journal, chash)
+    journal = RankingJournal(out.with_name(out.name + ".journal.jsonl"),
+                             {"rankstack_teach_journal": 1, "config_hash": chash,
+                              "teacher": teacher_id})
     missing_text = [q for q in candidates if q not in queries]
     if missing_text:
         raise InputError(f"{len(missing_text)} candidate queries have no text "
                          f"(first: {missing_text[0]!r})", field="queries")
+    done = journal.load()
     todo = [q for q in candidates if q not in done]
-    resumed = len(done)
+    resumed = len(candidates) - len(todo)
     if resumed:
-        log.info("resuming: %d queries already in %s, %d to go", resumed, journal, len(todo))
-    out.parent.mkdir(parents=True, exist_ok=True)
+        log.info("resuming: %d queries already in %s, %d to go", resumed, journal.path, len(todo))
     start = time.perf_counter()
-    with open(journal, "a", encoding="utf-8") as fh:
-        if fh.tell() == 0:
-            fh.write(json.dumps({"config_hash": chash, "teacher": teacher_id}) + "\n")
-        bar = tqdm(total=len(candidates), initial=resumed, desc=f"teach {teacher_id}",
-                   unit="q", disable=not show_progress)
+    with journal.writer() as jw, tqdm(total=len(candidates), initial=resumed, unit="q",
+                                      desc=f"teach {teacher_id}", disable=not show_progress) as bar:
         for i in range(0, len(todo), chunk_size):
             chunk = Run({q: candidates[q] for q in todo[i:i + chunk_size]}, name="chunk")
             ranked = teacher.rerank(chunk, queries, docs)
-            for qid in chunk:
-                r = ranked[qid]
-                done[qid] = r
-                fh.write(json.dumps({"qid": qid, "scorer": r.scorer,
-                                     "docs": [[d.doc_id, d.score] for d in r.docs]}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+            jw.write(ranked[q] for q in chunk)
+            done.update({q: ranked[q] for q in chunk})
             bar.update(len(chunk))
-        bar.close()
     run = Run({q: done[q] for q in candidates}, name=f"teacher-{chash[:8]}")
     provenance = {
         "teacher": teacher_id,
@@ -199,7 +164,7 @@ def teach(
     write_run(run, out)
     with atomic_write(out.with_name(out.name + ".provenance.json")) as fh:
         json.dump(provenance, fh, indent=2)
-    journal.unlink()
+    journal.remove()
     return TeachResult(run, provenance, resumed, len(todo))
 
 
