@@ -25,6 +25,7 @@ cosine...) is :attr:`Reranker.score_kind`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from rankstack.errors import ConfigError, InputError
+from rankstack.io.journal import RankingJournal
 from rankstack.records import Doc, Query, Ranking, Run, ScoredDoc
 from rankstack.rerank.base import Scorer
 from rankstack.rerank.registry import SCORERS, scorer_class
@@ -238,10 +240,11 @@ class Reranker:
             plan.append(item)
 
         done: dict[str, Ranking] = {}
-        header = {"rankstack_rerank_journal": 1, "model": self.name, "depth": depth,
-                  "candidates": _fingerprint(plan)}
+        jr = None
         if journal is not None:
-            done = _read_journal(Path(journal), header)
+            jr = RankingJournal(journal, {"rankstack_rerank_journal": 1, "model": self.name,
+                                          "depth": depth, "candidates": _fingerprint(plan)})
+            done = jr.load()
             stats.resumed_queries = sum(1 for it in plan if it.qid in done)
         pending = [it for it in plan if it.qid not in done]
         total = sum(len(it.ids) for it in pending)
@@ -250,33 +253,21 @@ class Reranker:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, desc=f"re-ranking ({_short(self.name)})", unit="pair")
-        jf = None
-        try:
-            if journal is not None:
-                new = not Path(journal).exists() or Path(journal).stat().st_size == 0
-                jf = open(journal, "a", encoding="utf-8")  # noqa: SIM115
-                if new:
-                    jf.write(json.dumps(header) + "\n")
+        with contextlib.ExitStack() as stack:
+            jw = stack.enter_context(jr.writer()) if jr is not None else None
+            if bar is not None:
+                stack.callback(bar.close)
             group: list[_Item] = []
             n_group = 0
             for i, it in enumerate(pending):
                 group.append(it)
                 n_group += len(it.ids)
                 if n_group >= self.chunk_pairs or i == len(pending) - 1:
-                    for r in self._score_group(group, stats, bar):
-                        done[r.query_id] = r
-                        if jf is not None:
-                            jf.write(json.dumps({"q": r.query_id, "d": [
-                                [d.doc_id, d.score] for d in r.docs]}) + "\n")
-                    if jf is not None:
-                        jf.flush()
-                        os.fsync(jf.fileno())
+                    ranked = self._score_group(group, stats, bar)
+                    done.update((r.query_id, r) for r in ranked)
+                    if jw is not None:
+                        jw.write(ranked)
                     group, n_group = [], 0
-        finally:
-            if bar is not None:
-                bar.close()
-            if jf is not None:
-                jf.close()
 
         out = Run(name=f"{run.name}+{_short(self.name)}")
         for it in plan:
@@ -368,33 +359,6 @@ def _fingerprint(plan: list[_Item]) -> str:
     for it in plan:
         h.update(json.dumps([it.qid, it.query, it.ids, [d.doc_id for d in it.tail]]).encode())
     return h.hexdigest()[:16]
-
-
-def _read_journal(path: Path, header: dict[str, Any]) -> dict[str, Ranking]:
-    """Rankings recorded in a journal; a torn last line (crash mid-write) is ignored."""
-    if not path.exists() or path.stat().st_size == 0:
-        return {}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    done: dict[str, Ranking] = {}
-    for no, line in enumerate(lines, 1):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if no == len(lines):
-                log.warning("%s:%d: ignoring a torn last line", path, no)
-                break
-            raise InputError("not valid JSON", path=path, line=no) from None
-        if no == 1:
-            if rec != header:
-                raise ConfigError(f"{path}: journal of another job ({rec}); expected {header} "
-                                  f"- delete it to start over")
-            continue
-        try:
-            done[rec["q"]] = Ranking(rec["q"], [ScoredDoc(d, float(x)) for d, x in rec["d"]],
-                                     str(header["model"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"bad journal record: {exc}", path=path, line=no) from None
-    return done
 
 
 def _short(name: str) -> str:
