@@ -155,9 +155,16 @@ class Reranker:
         the offline default (:mod:`rankstack.rerank.defaults`). Reranker settings
         (``depth``, ``on_missing``, ``show_progress``, ``chunk_pairs``) are taken out of
         ``settings``; ``batch_size`` goes to both; the rest go to the scorer.
+        ``workers=N`` (N > 1): score with N processes, each with its own copy of the scorer
+        (``threads`` per worker, default 1); see :mod:`rankstack.rerank.parallel`.
         """
         own = {k: settings.pop(k) for k in ("depth", "on_missing", "show_progress",
                                             "chunk_pairs") if k in settings}
+        workers = settings.pop("workers", 1)
+        if workers is None:
+            workers = 1
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ConfigError(f"workers must be a positive integer, not {workers!r}")
         if model is None:
             from rankstack.rerank.defaults import default_model
 
@@ -177,7 +184,12 @@ class Reranker:
         cls_ = scorer_class(family)
         load = getattr(cls_, "from_pretrained", cls_)
         _check_settings(family, cls_, load, settings)
-        scorer = load(model, **settings)
+        if workers > 1:
+            from rankstack.rerank.parallel import ParallelScorer
+
+            scorer: Scorer = ParallelScorer(family, model, workers=workers, settings=settings)
+        else:
+            scorer = load(model, **settings)
         return cls(scorer, settings.get("batch_size"), **own)
 
     def close(self) -> None:
