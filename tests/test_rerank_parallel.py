@@ -49,38 +49,45 @@ def test_shard_by_length_balanced_contiguous() -> None:
     assert [len(s) for s in shard_by_length([4], 3)] == [1, 0, 0]
 
 
-def test_parallel_matches_single_process_and_closes(tiny_bert_dir) -> None:  # noqa: F811
+SETTINGS = {"dtype": "fp32", "batch_size": 8, "doc_length": 40}
+
+
+@pytest.fixture(scope="module")
+def pool(tiny_bert_dir):  # noqa: F811
+    """One 2-worker Reranker shared by the tests below (spawning workers costs seconds)."""
+    from rankstack.rerank.reranker import Reranker
+
+    rr = Reranker.from_pretrained(str(tiny_bert_dir), family="cross-encoder", workers=2,
+                                  show_progress=False, **SETTINGS)
+    yield rr
+    rr.close()
+
+
+def test_parallel_matches_single_process(tiny_bert_dir, pool) -> None:  # noqa: F811
     from rankstack.rerank.cross_encoder import CrossEncoderScorer
 
     qs, ps = _pairs()
-    settings = {"batch_size": 8, "dtype": "fp32", "doc_length": 40}
-    plain = CrossEncoderScorer(str(tiny_bert_dir), threads=1, **settings)
+    plain = CrossEncoderScorer(str(tiny_bert_dir), threads=1, **SETTINGS)
     ref = plain.score_pairs(qs, ps)
-    ps_ = ParallelScorer("cross-encoder", str(tiny_bert_dir), workers=2, settings=settings)
-    try:
-        assert (ps_.name, ps_.family, ps_.score_kind) == (plain.name, plain.family,
-                                                          plain.score_kind)
-        got = ps_.score_pairs(qs, ps)
-        assert got.dtype == np.float32 and got.shape == ref.shape
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
-        # truncation counts are the workers' sums
-        assert plain.counts.passages > 0
-        assert (ps_.counts.passages, ps_.counts.queries, ps_.counts.encoded) == (
-            plain.counts.passages, plain.counts.queries, plain.counts.encoded)
-        # fewer pairs than workers, and no pairs
-        np.testing.assert_allclose(ps_.score_pairs(qs[:1], ps[:1]), ref[:1], atol=1e-6)
-        assert ps_.score_pairs([], []).shape == (0,)
-        pids = ps_.pids
-        assert len(pids) == 2 and all(_alive(p) for p in pids)
-    finally:
-        ps_.close()
-    assert not any(_alive(p) for p in pids)
-    with pytest.raises(RankstackError, match="closed"):
-        ps_.score_pairs(qs, ps)
-    ps_.close()  # idempotent
+    par = pool.scorer
+    assert isinstance(par, ParallelScorer)
+    assert (par.name, par.family, par.score_kind) == (plain.name, plain.family,
+                                                      plain.score_kind)
+    c0 = par.counts
+    got = par.score_pairs(qs, ps)
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+    # truncation counts are the workers' sums
+    c1 = par.counts.since(c0)
+    assert plain.counts.passages > 0
+    assert (c1.passages, c1.queries, c1.encoded) == (
+        plain.counts.passages, plain.counts.queries, plain.counts.encoded)
+    # fewer pairs than workers, and no pairs
+    np.testing.assert_allclose(par.score_pairs(qs[:1], ps[:1]), ref[:1], atol=1e-6)
+    assert par.score_pairs([], []).shape == (0,)
 
 
-def test_reranker_workers_same_run(tiny_bert_dir) -> None:  # noqa: F811
+def test_reranker_workers_same_run(tiny_bert_dir, pool) -> None:  # noqa: F811
     from rankstack.rerank.reranker import Reranker
 
     qs, ps = _pairs(48)
@@ -90,18 +97,12 @@ def test_reranker_workers_same_run(tiny_bert_dir) -> None:  # noqa: F811
     for k in range(3):
         run.add(Ranking(f"q{k}", [ScoredDoc(f"d{i}", float(-i)) for i in range(k, 48, 3)],
                         "bm25"))
-    kw = {"dtype": "fp32", "batch_size": 4, "doc_length": 40, "show_progress": False,
-          "depth": 12}
-    one = Reranker.from_pretrained(str(tiny_bert_dir), family="cross-encoder", **kw)
-    two = Reranker.from_pretrained(str(tiny_bert_dir), family="cross-encoder", workers=2, **kw)
-    try:
-        assert isinstance(two.scorer, ParallelScorer)
-        assert two.scorer.batch_size == 4
-        r1, s1 = one.rerank_with_stats(run, queries, docs)
-        r2, s2 = two.rerank_with_stats(run, queries, docs)
-    finally:
-        one.close()
-        two.close()
+    one = Reranker.from_pretrained(str(tiny_bert_dir), family="cross-encoder",
+                                   show_progress=False, **SETTINGS)
+    assert pool.scorer.batch_size == 8
+    r1, s1 = one.rerank_with_stats(run, queries, docs, depth=12)
+    r2, s2 = pool.rerank_with_stats(run, queries, docs, depth=12)
+    one.close()
     assert r1.name == r2.name and list(r1) == list(r2)
     for qid in r1:
         a, b = r1[qid], r2[qid]
@@ -110,6 +111,32 @@ def test_reranker_workers_same_run(tiny_bert_dir) -> None:  # noqa: F811
                                    atol=1e-6)
     assert s2.passages_truncated == s1.passages_truncated > 0
     assert s2.pairs_scored == s1.pairs_scored == 36
+
+
+def test_worker_death_raises_and_close_terminates(pool) -> None:
+    import signal
+
+    qs, ps = _pairs(10)
+    s = pool.scorer
+    pids = s.pids
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    os.kill(pids[1], signal.SIGKILL)
+    t0 = time.monotonic()
+    with pytest.raises(WorkerError, match="died"):
+        s.score_pairs(qs, ps)
+    assert time.monotonic() - t0 < 20
+    assert not any(_alive(p) for p in pids)  # a dead worker shuts the whole pool down
+    with pytest.raises(RankstackError, match="closed"):
+        s.score_pairs(qs, ps)
+    s.close()  # idempotent
+
+
+def test_close_terminates_workers(tiny_bert_dir) -> None:  # noqa: F811
+    s = ParallelScorer("cross-encoder", str(tiny_bert_dir), workers=1, settings=SETTINGS)
+    pids = s.pids
+    assert len(pids) == 1 and all(_alive(p) for p in pids)
+    s.close()
+    assert not any(_alive(p) for p in pids)
 
 
 def test_bad_model_fails_fast(tmp_path) -> None:
@@ -124,19 +151,3 @@ def test_bad_model_fails_fast(tmp_path) -> None:
         ParallelScorer("cross-encoder", str(tmp_path / "missing/"), workers=2)
     with pytest.raises(ConfigError, match="workers"):
         ParallelScorer("cross-encoder", str(empty), workers=0)
-
-
-def test_worker_death_raises(tiny_bert_dir) -> None:  # noqa: F811
-    import signal
-
-    qs, ps = _pairs(10)
-    s = ParallelScorer("cross-encoder", str(tiny_bert_dir), workers=2,
-                       settings={"dtype": "fp32"})
-    try:
-        os.kill(s.pids[1], signal.SIGKILL)
-        t0 = time.monotonic()
-        with pytest.raises(WorkerError, match="died"):
-            s.score_pairs(qs, ps)
-        assert time.monotonic() - t0 < 20
-    finally:
-        s.close()
