@@ -10,6 +10,10 @@ all-MiniLM-L6-v2 backbone with a seeded, untrained 1-logit head (``--model`` tak
 cross-encoder directory). An untrained head puts scores close together, which makes tau a
 *harder* test than a trained model would.
 
+Methods ``torch-fp32-w2`` / ``torch-bf16-w2``: the same scorer in 2 worker processes of
+1 thread each (:class:`rankstack.rerank.parallel.ParallelScorer`, ``--workers 2`` in the
+CLI); the pair/s-by-thread table leaves them out (their thread count is per worker).
+
 ``--family bi-encoder``: the trained all-MiniLM-L6-v2 as a bi-encoder re-ranker (mean
 pooling, cosine); peer ``SentenceTransformer.encode`` of the distinct queries and of the
 passages (normalized), then cosine per pair.
@@ -95,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32, help="rankstack batch size")
     ap.add_argument("--st-batch-size", type=int, default=32, help="CrossEncoder.predict batch size")
     ap.add_argument("--methods",
-                    default="st,torch-fp32,torch-bf16,torch-bf16-mixed,onnx-fp32,onnx-int8")
+                    default="st,torch-fp32,torch-bf16,torch-bf16-mixed,onnx-fp32,onnx-int8,"
+                            "torch-fp32-w2,torch-bf16-w2")
     ap.add_argument("--thread-scan", default="1,2",
                     help="thread counts for the per-thread pairs/s table ('' to skip)")
     ap.add_argument("--cache-dir", default=None, help="ONNX export cache (default: a temp dir)")
@@ -154,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
             runners[m] = (lambda ce=ce, pairs=pairs: np.asarray(
                 ce.predict(pairs, batch_size=args.st_batch_size, show_progress_bar=False),
                 dtype=np.float32))
+        elif m.startswith("torch-") and m.rsplit("-", 1)[-1].startswith("w"):
+            from rankstack.rerank.parallel import ParallelScorer
+
+            dtype, w = m[len("torch-"):].rsplit("-w", 1)
+            kw = {"dtype": dtype, "batch_size": args.batch_size, "threads": 1}
+            if bi:
+                kw.update(pooling="mean", similarity="cosine")
+            ps_ = ParallelScorer(args.family, model, workers=int(w), settings=kw)
+            runners[m] = lambda ps_=ps_: ps_.score_pairs(qs, ps)
         else:
             backend, dtype = m.split("-", 1)
             kw = ({"backend": "onnx", "cache_dir": cache,
@@ -200,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         t2.add_column("method")
         for t in scan:
             t2.add_column(f"{t} thread(s)", justify="right")
-        for m in methods:
+        for m in (m for m in methods if m in scorers or m == "st"):
             row = [m]
             for t in scan:
                 torch.set_num_threads(t)

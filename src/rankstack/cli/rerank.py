@@ -44,6 +44,9 @@ def add_parser(sub) -> None:
     p.add_argument("--run-tag", default=None, help="TREC run tag (default: derived)")
     p.add_argument("--batch-size", type=int, default=None, help="pairs per model batch")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (scorer default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="score with N worker processes (each with --threads threads, default "
+                        "1); on small CPUs faster than more threads")
     p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "bf16-mixed"], default=None,
                    help="auto = bf16 where the CPU has AMX/AVX512-BF16, else fp32; bf16-mixed = "
                         "fp32 weights + bf16 autocast (closer to fp32, a little slower)")
@@ -79,7 +82,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
                 raise ConfigError(str(exc)) from None
         k, v = item
         out[k] = v
-    for key in ("batch_size", "threads", "dtype", "backend", "quantize", "query_length",
+    for key in ("batch_size", "threads", "workers", "dtype", "backend", "quantize", "query_length",
                 "doc_length", "max_length", "device"):
         v = getattr(args, key)
         if v is not None:  # only what was asked: other families take other settings
