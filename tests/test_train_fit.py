@@ -108,6 +108,13 @@ def test_fit_trains_lowers_the_loss_and_saves_a_loadable_model(tmp_path, backbon
 
     assert loss_of(res.model_dir) < loss_of(backbone) - 0.05
 
+    # rankstack loads the student by its recorded family and scores it with the training budgets
+    from rankstack.rerank.reranker import Reranker
+
+    rr = Reranker.from_pretrained(str(res.model_dir), threads=1)
+    assert rr.scorer.family == "cross-encoder"
+    assert (rr.scorer.encoder.query_length, rr.scorer.encoder.doc_length) == (8, 24)
+
 
 KILL_SCRIPT = textwrap.dedent("""
     import os, sys
@@ -158,3 +165,4 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, backbone):
     b = AutoModelForSequenceClassification.from_pretrained(resumed.model_dir).state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+

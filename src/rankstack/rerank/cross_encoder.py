@@ -91,6 +91,10 @@ class TransformerScorer(Scorer):
                                      **(model_kwargs or {})).eval().to(device)
         self.config = self.model.config
         self._check_model()
+        # A rankstack-trained student records the budgets it was trained with; use the same
+        # passage length at inference unless told otherwise.
+        query_length = query_length or getattr(self.config, "rankstack_query_length", None)
+        doc_length = doc_length or getattr(self.config, "rankstack_doc_length", None)
         self.encoder = PairEncoder.from_tokenizer(
             self.tokenizer, query_length=query_length, doc_length=doc_length,
             max_length=max_length, model_config=self.config)
