@@ -264,6 +264,18 @@ class ParallelScorer(Scorer):
             return np.zeros((0,), dtype=np.float32)
         lengths = [len(q) + len(p) for q, p in zip(queries, passages, strict=True)]
         shards = shard_by_length(lengths, self.workers)
+        try:
+            return self._score_shards(queries, passages, shards)
+        except WorkerError:
+            raise  # the pool is either drained (usable) or already shut down
+        except BaseException:
+            # e.g. KeyboardInterrupt: answers may still be in flight, so the pipes cannot be
+            # trusted for the next request
+            self.close()
+            raise
+
+    def _score_shards(self, queries: Sequence[str], passages: Sequence[str],
+                      shards: list[np.ndarray]) -> np.ndarray:
         busy: list[int] = []
         for i, idx in enumerate(shards):
             if len(idx) == 0:
@@ -277,7 +289,7 @@ class ParallelScorer(Scorer):
                                        f"({self._describe(i)}): {exc}", worker=i))
             busy.append(i)
         answers = self._collect(busy, self.timeout, "scoring")
-        out = np.empty(n, dtype=np.float32)
+        out = np.empty(len(queries), dtype=np.float32)
         for i, msg in zip(busy, answers, strict=True):
             s = msg[1]
             if len(s) != len(shards[i]):
