@@ -45,6 +45,7 @@ def dl19():
 # Tiny offline models (BERT, ELECTRA, T5, Llama) built once per session; see tests/tiny_models.py.
 from tiny_models import (  # noqa: E402, F401
     tiny_bert_dir,
+    tiny_chat_llama,
     tiny_electra_dir,
     tiny_llama_cls_dir,
     tiny_llama_dir,

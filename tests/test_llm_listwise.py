@@ -142,24 +142,6 @@ def test_broken_raw_ids_from_a_window_ranker_are_repaired():
 # noise, so these tests check mechanics (prompts, parsing, repair counts, the final Run),
 # never ranking quality.
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
-)
-
-
-@pytest.fixture(scope="module")
-def tiny_chat_llama(tmp_path_factory):
-    from tiny_models import make_tiny_llama
-    from transformers import AutoTokenizer
-
-    path = make_tiny_llama(tmp_path_factory.mktemp("tiny-chat-llama"))
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.chat_template = CHAT_TEMPLATE
-    tok.save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def hf_backend(tiny_chat_llama):
     import torch

@@ -238,3 +238,22 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 def tiny_llama_cls_dir(tmp_path_factory) -> Path:
     """Sequence-classification Llama (RankLLaMA layout), tokenizer without a pad token."""
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama-cls"), head="seq-cls")
+
+
+#: A minimal chat template for the tiny Llama (role line, content, </s>).
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_llama(tmp_path_factory) -> Path:
+    """The tiny causal Llama with :data:`CHAT_TEMPLATE` saved in its tokenizer."""
+    from transformers import AutoTokenizer
+
+    path = make_tiny_llama(tmp_path_factory.mktemp("tiny-chat-llama"))
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(path)
+    return path

@@ -34,6 +34,21 @@ class Doc:
         return f"{self.title} {self.text}".strip() if self.title else self.text
 
 
+def unique_docs(docs: Iterable[Doc]) -> Iterator[Doc]:
+    """Yield ``docs``, raising InputError (``line`` = 1-based position) on an empty id, an id
+    with a line break (unwritable to plain id files) or a repeated id."""
+    seen: set[str] = set()
+    for n, d in enumerate(docs, 1):
+        if not d.id:
+            raise InputError("empty doc id", line=n, field="id")
+        if "\n" in d.id or "\r" in d.id:
+            raise InputError(f"doc id {d.id!r} contains a line break", line=n, field="id")
+        if d.id in seen:
+            raise InputError(f"duplicate doc id {d.id!r}", line=n, field="id")
+        seen.add(d.id)
+        yield d
+
+
 @dataclass(frozen=True, slots=True)
 class ScoredDoc:
     doc_id: str

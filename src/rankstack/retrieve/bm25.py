@@ -39,7 +39,7 @@ import numpy as np
 
 from rankstack.errors import ConfigError, InputError, require
 from rankstack.io import atomic_write
-from rankstack.records import Doc, Query, Ranking, Run, ScoredDoc
+from rankstack.records import Doc, Query, Ranking, Run, ScoredDoc, unique_docs
 
 log = logging.getLogger("rankstack.retrieve.bm25")
 # bm25s sets its own logger to DEBUG at import, which floods any app logging at INFO.
@@ -170,15 +170,7 @@ class BM25Index:
 
         ids: list[str] = []
         texts: list[str] = []
-        seen: set[str] = set()
-        for n, d in enumerate(docs, 1):
-            if not d.id:
-                raise InputError("empty doc id", line=n, field="id")
-            if "\n" in d.id or "\r" in d.id:
-                raise InputError(f"doc id {d.id!r} contains a line break", line=n, field="id")
-            if d.id in seen:
-                raise InputError(f"duplicate doc id {d.id!r}", line=n, field="id")
-            seen.add(d.id)
+        for d in unique_docs(docs):
             ids.append(d.id)
             texts.append(d.full_text)
         if not ids:

@@ -41,7 +41,7 @@ import numpy as np
 from rankstack.config import config_hash
 from rankstack.errors import ConfigError, InputError, require
 from rankstack.io import atomic_write
-from rankstack.records import Doc, Query, Ranking, Run, ScoredDoc
+from rankstack.records import Doc, Query, Ranking, Run, ScoredDoc, unique_docs
 
 log = logging.getLogger("rankstack.retrieve.dense")
 
@@ -135,17 +135,7 @@ def build_dense_index(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     items = list(docs.values()) if isinstance(docs, Mapping) else list(docs)
-    ids: list[str] = []
-    seen: set[str] = set()
-    for n, d in enumerate(items, 1):
-        if not d.id:
-            raise InputError("empty doc id", line=n, field="id")
-        if "\n" in d.id or "\r" in d.id:
-            raise InputError(f"doc id {d.id!r} contains a line break", line=n, field="id")
-        if d.id in seen:
-            raise InputError(f"duplicate doc id {d.id!r}", line=n, field="id")
-        seen.add(d.id)
-        ids.append(d.id)
+    ids = [d.id for d in unique_docs(items)]
     if not ids:
         raise InputError("cannot build a dense index from an empty corpus")
     target = Path(index_dir)
