@@ -51,3 +51,16 @@ from tiny_models import (  # noqa: E402, F401
     tiny_llama_dir,
     tiny_t5_dir,
 )
+
+
+def pytest_sessionstart(session) -> None:
+    """Under CI (RANKSTACK_REQUIRE_DATA=1) missing TREC DL data is an error, not a skip:
+    the real-data tests are the ones that check the published numbers."""
+    if os.environ.get("RANKSTACK_REQUIRE_DATA") == "1":
+        from rankstack.datasets import data_dir
+        from rankstack.errors import ConfigError
+
+        try:
+            data_dir()
+        except ConfigError as exc:
+            pytest.exit(f"RANKSTACK_REQUIRE_DATA=1 but the data is missing: {exc}", returncode=3)

@@ -333,22 +333,36 @@ class Reranker:
 
 
 def _check_settings(family: str, cls_: type, load: Any, settings: Mapping[str, Any]) -> None:
-    """ConfigError for settings the family's loader cannot take (instead of a TypeError)."""
+    """ConfigError for settings the family's loader cannot take (instead of a TypeError).
+
+    Settings flow through every ``from_pretrained`` along the MRO (each may forward
+    ``**kwargs`` to its parent's) and then through the ``__init__`` chain; a name is known if
+    any signature reachable that way takes it. If ``**kwargs`` reaches the end of both
+    chains, nothing can be told and nothing is checked.
+    """
     import inspect
 
-    known: set[str] = set()
-    funcs = [load] + [c.__init__ for c in cls_.__mro__ if "__init__" in c.__dict__]
-    for f in funcs:
-        try:
-            params = inspect.signature(f).parameters.values()
-        except (TypeError, ValueError):
-            return
-        names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-        known |= names - {"self", "cls"}
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break  # this signature is the last that settings can reach
-    else:
+    def chain(funcs: list[Any]) -> tuple[set[str], bool]:
+        names: set[str] = set()
+        for f in funcs:
+            try:
+                params = list(inspect.signature(f).parameters.values())
+            except (TypeError, ValueError):
+                return names, True
+            names |= {p.name for p in params
+                      if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"self", "cls"}
+            if not any(p.kind == p.VAR_KEYWORD for p in params):
+                return names, False  # this signature is the last the settings can reach
+        return names, True
+
+    loaders = [c.__dict__["from_pretrained"].__get__(None, cls_) for c in cls_.__mro__
+               if "from_pretrained" in c.__dict__] or [load]
+    inits = [c.__init__ for c in cls_.__mro__ if "__init__" in c.__dict__]
+    known_l, open_l = chain(loaders)
+    known_i, open_i = chain(inits)
+    if open_l and open_i:
         return  # **kwargs all the way down: cannot tell
+    known = known_l | known_i
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ConfigError(f"family {family!r} does not take setting(s) {', '.join(unknown)}; "
