@@ -449,3 +449,14 @@ def test_llm_rerank_cli(tiny_chat_llama, tmp_path):
     assert args.func(args) == 0
     report = json.loads((tmp_path / "run.txt.llm.json").read_text())
     assert report["total"]["calls"] == 0 and report["total"]["cache_hits"] == 6
+
+
+@pytest.mark.slow
+def test_gguf_scores_do_not_depend_on_call_order(gguf_backend):
+    """A prompt scores the same whatever was evaluated before it (no prefix-cache drift)."""
+    a = [{"role": "user", "content": "Is Paris in France? Answer Yes or No."}]
+    b = [{"role": "user", "content": "Is Paris in Spain? Answer Yes or No."}]
+    first = gguf_backend.next_token_logprobs(a, ["Yes", "No"]).logprobs
+    gguf_backend.next_token_logprobs(b, ["Yes", "No"])  # shares a long prefix with a
+    again = gguf_backend.next_token_logprobs(a, ["Yes", "No"]).logprobs
+    assert again == first

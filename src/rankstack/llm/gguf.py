@@ -6,7 +6,11 @@ plainly. Generation and scoring tokenize the same way, so a pointwise score and 
 answer see the identical prompt. ``threads`` sets BOTH ``n_threads`` and
 ``n_threads_batch``: llama.cpp's default batch threads (all cores) is far slower on busy
 shared machines. Next-token scores read the last position's logits directly
-(``logits_all=False``), reusing the KV cache of the longest shared prompt prefix.
+(``logits_all=False``) of a fresh evaluation of the whole prompt. ``reuse_prefix=True``
+instead re-uses the KV cache of the longest prefix shared with the previous prompt: faster,
+but quantized kernels then split the work differently and scores move by up to ~0.1 in
+log-probability depending on call order (measured on SmolLM2 Q4_1), so it is opt-in and part
+of the cache identity.
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ class GGUFBackend(LLMBackend):
     kind = "gguf"
 
     def __init__(self, model: str, *, n_ctx: int = 4096, threads: int = 1, n_batch: int = 512,
-                 seed: int = 0, use_chat_template: bool = True, verbose: bool = False) -> None:
+                 seed: int = 0, use_chat_template: bool = True, verbose: bool = False,
+                 reuse_prefix: bool = False) -> None:
         llama_cpp = require("llama_cpp", "llm-gguf", "GGUF models", package="llama-cpp-python")
         path = os.fspath(model)
         if not os.path.isfile(path):
             raise ConfigError(f"{path}: GGUF model file does not exist")
         self.model_id = path
         self.threads = int(threads)
+        self.reuse_prefix = bool(reuse_prefix)
         self.llm = llama_cpp.Llama(
             model_path=path, n_ctx=n_ctx, n_threads=self.threads, n_threads_batch=self.threads,
             n_batch=n_batch, logits_all=False, seed=seed, verbose=verbose)
@@ -101,12 +107,12 @@ class GGUFBackend(LLMBackend):
         tokens = self._tokens(prompt)
         self._check_context(len(tokens), 0)
         llm = self.llm
-        # reuse the KV cache of the longest common prefix with what was evaluated last
         n = 0
-        cached = llm.input_ids[: llm.n_tokens]
-        limit = min(len(cached), len(tokens) - 1)  # always evaluate >= 1 token for logits
-        while n < limit and cached[n] == tokens[n]:
-            n += 1
+        if self.reuse_prefix:  # the longest common prefix with what was evaluated last
+            cached = llm.input_ids[: llm.n_tokens]
+            limit = min(len(cached), len(tokens) - 1)  # always evaluate >= 1 token for logits
+            while n < limit and cached[n] == tokens[n]:
+                n += 1
         llm.n_tokens = n
         llm.eval(tokens[n:])
         logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(self._n_vocab,))
@@ -131,7 +137,8 @@ class GGUFBackend(LLMBackend):
         return self.llm.detokenize(ids[:max_tokens]).decode("utf-8", errors="ignore").strip()
 
     def cache_identity(self) -> str:
-        return f"{super().cache_identity()}:chat={self.has_chat_template}"
+        return (f"{super().cache_identity()}:chat={self.has_chat_template}"
+                f":reuse_prefix={self.reuse_prefix}")
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "threads": self.threads,
