@@ -173,3 +173,15 @@ def test_fusion_dl19_real_runs(capsys):
     assert st.n_queries == 43 and st.partial_queries == 0
     # fusing strong runs with BM25 stays well above BM25 alone
     assert rrf > singles["dl19"] + 0.1
+
+
+def test_fuse_cli_takes_dataset_names(tmp_path, dl19):
+    from rankstack.cli import main
+    from rankstack.io import read_run
+
+    out = tmp_path / "rrf.txt"
+    assert main(["fuse", "dl19", "dl19-tasb", "--method", "rrf", "--out", str(out)]) == 0
+    fused = read_run(out)
+    assert len(fused) == 43
+    q = next(iter(dl19.run))
+    assert set(dl19.run[q].doc_ids) <= set(fused[q].doc_ids)

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
                        description="Fuse runs. Queries in only some runs are fused over the runs "
                                    "that have them (counted and reported).")
     add_config_arg(p)
-    p.add_argument("runs", nargs="+", metavar="RUN", help="TREC run files")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="TREC run files, retrieve-results JSON, or dataset names (their candidate run)")
     p.add_argument("--method", choices=["rrf", "combsum", "combmnz"], default="rrf")
     p.add_argument("--norm", choices=["minmax", "zscore", "none"], default="minmax",
                    help="per-query score normalization for combsum/combmnz")
@@ -29,10 +29,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rankstack.io import read_run, write_run
+    from rankstack.io import write_run
     from rankstack.retrieve.fusion import FusionStats, fuse
+    from rankstack.sources import load_sources
 
-    runs = [read_run(p) for p in args.runs]
+    runs = load_sources(args.runs).runs
     stats = FusionStats()
     fused = fuse(runs, method=args.method, k=args.k, norm=args.norm, weights=args.weights,
                  depth=args.depth, missing=args.missing, name=args.tag, stats=stats)
