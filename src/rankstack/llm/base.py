@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from rankstack.errors import RankstackError
+from rankstack.errors import ConfigError, RankstackError
 
 Message = dict[str, str]
 Prompt = str | list[Message]
@@ -78,6 +78,28 @@ class LLMBackend(ABC):
     @abstractmethod
     def next_token_logprobs(self, prompt: Prompt, candidates: Sequence[str]) -> NextTokenScores:
         """Log-probabilities of each candidate string being the next token after ``prompt``."""
+
+    def _encode_plain(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens (local-tokenizer backends)."""
+        raise NotImplementedError
+
+    def _decode_one(self, token_id: int) -> str:
+        raise NotImplementedError
+
+    def _candidate_ids(self, cand: str) -> list[int]:
+        """First token ids of an answer word, bare and space-prefixed (``Yes``, ``▁Yes``,
+        ``ĠYes``), skipping ids that decode to nothing; cached per word."""
+        cache: dict[str, list[int]] = self.__dict__.setdefault("_cand_cache", {})
+        if cand not in cache:
+            found: list[int] = []
+            for variant in (cand, " " + cand):
+                enc = self._encode_plain(variant)
+                if enc and self._decode_one(enc[0]).strip() and enc[0] not in found:
+                    found.append(enc[0])
+            if not found:
+                raise ConfigError(f"candidate answer {cand!r} has no token in {self.model_id}")
+            cache[cand] = found
+        return cache[cand]
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:

@@ -59,7 +59,6 @@ class GGUFBackend(LLMBackend):
             self._formatter = Jinja2ChatFormatter(
                 template, eos_token=text_of(self.llm.token_eos()),
                 bos_token=text_of(self.llm.token_bos()), add_generation_prompt=True)
-        self._cand_cache: dict[str, list[int]] = {}
 
     @property
     def has_chat_template(self) -> bool:
@@ -91,17 +90,11 @@ class GGUFBackend(LLMBackend):
                 f"{n_ctx} tokens of {self.model_id}: raise n_ctx (--n-ctx) or lower the window "
                 "or max_passage_tokens")
 
-    def _candidate_ids(self, cand: str) -> list[int]:
-        if cand not in self._cand_cache:
-            found: list[int] = []
-            for variant in (cand, " " + cand):
-                enc = self.llm.tokenize(variant.encode("utf-8"), add_bos=False, special=False)
-                if enc and self.llm.detokenize(enc[:1]).strip() and enc[0] not in found:
-                    found.append(enc[0])
-            if not found:
-                raise ConfigError(f"candidate answer {cand!r} has no token in {self.model_id}")
-            self._cand_cache[cand] = found
-        return self._cand_cache[cand]
+    def _encode_plain(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _decode_one(self, token_id: int) -> str:
+        return self.llm.detokenize([token_id]).decode("utf-8", errors="replace")
 
     def next_token_logprobs(self, prompt: Prompt, candidates: Sequence[str]) -> NextTokenScores:
         tokens = self._tokens(prompt)

@@ -50,7 +50,6 @@ class HFBackend(LLMBackend):
         self._pad_id = self.tokenizer.pad_token_id
         if self._pad_id is None:
             self._pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
-        self._cand_cache: dict[str, list[int]] = {}
 
     @property
     def has_chat_template(self) -> bool:
@@ -85,17 +84,11 @@ class HFBackend(LLMBackend):
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         return Generation(cut_at_stop(text, stop), len(ids), len(new))
 
-    def _candidate_ids(self, cand: str) -> list[int]:
-        if cand not in self._cand_cache:
-            found: list[int] = []
-            for variant in (cand, " " + cand):
-                enc = self.tokenizer.encode(variant, add_special_tokens=False)
-                if enc and self.tokenizer.decode(enc[:1]).strip() and enc[0] not in found:
-                    found.append(enc[0])
-            if not found:
-                raise ConfigError(f"candidate answer {cand!r} has no token in {self.model_id}")
-            self._cand_cache[cand] = found
-        return self._cand_cache[cand]
+    def _encode_plain(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _decode_one(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id])
 
     def next_token_logprobs(self, prompt: Prompt, candidates: Sequence[str]) -> NextTokenScores:
         torch = self._torch
