@@ -16,6 +16,7 @@ SCORERS: dict[str, str] = {}
 SCORERS.update({
     "cross-encoder": "rankstack.rerank.cross_encoder:CrossEncoderScorer",
     "bi-encoder": "rankstack.rerank.bi_encoder:BiEncoderScorer",
+    "gguf-bi-encoder": "rankstack.rerank.gguf_bi_encoder:GGUFBiEncoderScorer",
 })
 
 # T5 (encoder-decoder) and decoder-only families
