@@ -1,4 +1,5 @@
-"""``rankstack fit --config train.yaml``: train a cross-encoder student (Lightning).
+"""``rankstack fit --config train.yaml``: train a student (Lightning): ``family`` cross-encoder
+(default), rankllama or bi-encoder.
 
 The YAML holds :class:`~rankstack.train.fit.TrainConfig` keys at the top level and a ``data``
 section choosing the training groups:
@@ -37,7 +38,8 @@ DATA_KEYS = {"teacher_run", "qrels", "candidates", "sources", "topics", "corpus"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("fit", help="train a cross-encoder student from a YAML config")
+    p = sub.add_parser("fit", help="train a student (cross-encoder, rankllama or bi-encoder) "
+                                        "from a YAML config")
     p.add_argument("--config", action="append", default=[], metavar="YAML", required=True,
                    help="training config (repeatable; later files override earlier)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
