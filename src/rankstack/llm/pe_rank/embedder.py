@@ -39,12 +39,16 @@ class PassageEmbedder:
         transformers = require("transformers", "neural", "PE-Rank")
         if max_length < 1:
             raise ConfigError(f"PassageEmbedder max_length must be >= 1, not {max_length}")
+        from rankstack.rerank.encoding import check_model_path
+
+        #: as given (``bundled:<id>`` stays portable in saved configs and reports)
         self.name = model_name_or_path or default_embedder_path()
+        path = check_model_path(self.name)
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.name)
-        self.model = transformers.AutoModel.from_pretrained(self.name).to(self.device).eval()
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        self.model = transformers.AutoModel.from_pretrained(path).to(self.device).eval()
         self.model.requires_grad_(False)
         self.dim = int(self.model.config.hidden_size)
         self._cache: dict[tuple[str, int], torch.Tensor] = {}
