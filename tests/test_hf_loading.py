@@ -8,8 +8,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_models import tiny_bert_dir, tiny_llama_cls_dir, tiny_llama_dir, tiny_t5_dir  # noqa: E402,F401
-
 from rankstack.errors import ConfigError  # noqa: E402
 from rankstack.hf_loading import (  # noqa: E402
     DTYPES,
@@ -24,19 +22,16 @@ torch.set_num_threads(1)
 WORDS = ["cats", "dogs", "food", "eat", "sleep", "Paris", "France", "river", "music", "rain",
          "python", "code", "city", "long", "very", "one", "two", "three", "sun", "piano"]
 
-
 def _pairs(n: int = 48) -> tuple[list[str], list[str]]:
     rng = np.random.default_rng(1)
     qs = [" ".join(rng.choice(WORDS, 3)) for _ in range(n)]
     ps = [" ".join(rng.choice(WORDS, int(rng.integers(4, 12)))) for _ in range(n)]
     return qs, ps
 
-
 def _on_bf16_grid(x: np.ndarray) -> np.ndarray:
     """Whether each float32 value is exactly representable in bfloat16."""
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     return (t.bfloat16().float() == t).numpy()
-
 
 def test_one_dtype_vocabulary_with_aliases():
     assert DTYPES == ("auto", "fp32", "bf16", "fp16", "bf16-mixed")
@@ -49,7 +44,6 @@ def test_one_dtype_vocabulary_with_aliases():
     with pytest.raises(ConfigError, match="dtype must be one of auto, fp32, bf16, fp16"):
         normalize_dtype("float64")
 
-
 def test_load_model_names_dtype_and_errors(tiny_bert_dir, tmp_path):
     m = load_model("AutoModelForSequenceClassification", str(tiny_bert_dir), dtype="bfloat16")
     assert next(m.parameters()).dtype == torch.bfloat16 and not m.training
@@ -57,7 +51,6 @@ def test_load_model_names_dtype_and_errors(tiny_bert_dir, tmp_path):
         load_model("AutoModel", str(tmp_path / "missing/"))
     with pytest.raises(ConfigError, match="no class"):
         load_model("AutoModelForNothing", str(tiny_bert_dir))
-
 
 def test_bf16_cross_encoder_scores_are_not_quantised(tiny_bert_dir):
     from rankstack.rerank.cross_encoder import CrossEncoderScorer
@@ -76,7 +69,6 @@ def test_bf16_cross_encoder_scores_are_not_quantised(tiny_bert_dir):
     # without the fp32 head the same scores collapse onto the bf16 grid (what issue 15.3 saw)
     old = CrossEncoderScorer(str(tiny_bert_dir), dtype="bf16", fp32_head=False).score_pairs(q, p)
     assert _on_bf16_grid(old).all()
-
 
 def test_bf16_prompted_scorers_read_fp32_rows(tiny_t5_dir, tiny_llama_cls_dir, tiny_llama_dir):
     from rankstack.rerank.decoder import RankLlamaScorer, YesNoScorer
