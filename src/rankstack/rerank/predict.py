@@ -298,7 +298,7 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     if chunk_pairs < 1 or (chunk_queries is not None and chunk_queries < 1):
         raise ConfigError("chunk_pairs and chunk_queries must be >= 1")
     depth = getattr(reranker, "depth", None) if depth is None else depth
-    strict = getattr(reranker, "on_missing", "raise") != "skip"
+    strict = getattr(reranker, "on_missing", "raise") == "raise"
     plan = list(run)
     sizes: dict[str, int] = {}
     costs: dict[str, int] = {}
