@@ -55,6 +55,7 @@ def add_parser(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--json", default=None, help="JSON path (default OUT_DIR/compare.json)")
     p.add_argument("--plot", default=None, help="PNG path (default OUT_DIR/compare.png)")
+    p.add_argument("--markdown", default=None, help="also write the table as markdown here")
     p.set_defaults(func=run)
 
 
@@ -82,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     plot_path = args.plot or out / "compare.png"
     result.write_json(json_path)
     front = result.plot(plot_path)
+    if args.markdown:
+        from rankstack.io import atomic_write
+
+        with atomic_write(args.markdown) as fh:
+            fh.write(result.markdown())
+        print(f"wrote {args.markdown}")
     print(f"Pareto front ({result.measure} vs p50 latency): {', '.join(front) or '-'}")
     print(f"wrote {json_path}, {plot_path} and the runs under {out / 'runs'}")
     return 0

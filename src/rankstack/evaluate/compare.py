@@ -147,7 +147,7 @@ class CompareSettings:
                 f"{self.repeats} timing pass(es) interleaved across models (order rotated), "
                 f"{self.timing_queries or 'all'} timing queries each re-ranked alone, caches "
                 f"off; latency = median over passes per query, p50/p95 over queries; pairs/s = "
-                f"median over passes; load = one load")
+                f"median over passes; load = one load, libraries' import included")
 
 
 @dataclass
@@ -164,6 +164,7 @@ class ModelCost:
     timing_queries: int
     pairs_per_query: float
     memory: dict[str, Any]
+    memory_after_load: dict[str, Any] = field(default_factory=dict)
     llm_calls_per_query: float | None = None
     prompt_tokens_per_query: float | None = None
     completion_tokens_per_query: float | None = None
@@ -240,7 +241,7 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
     """Re-rank with every model, evaluate, measure; runs go to ``out_dir/runs/LABEL.run``."""
     from rankstack.datasets import DATASETS, load_dataset
     from rankstack.evaluate import Evaluator
-    from rankstack.io import atomic_write, read_run
+    from rankstack.io import atomic_write, read_run, write_run
 
     s = settings or CompareSettings()
     s.check()
@@ -261,6 +262,8 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
         raise ConfigError(f"{data.name}: no passage texts (give candidates with passages or "
                           f"--corpus)")
     binary_rel = DATASETS[data.name].binary_rel if data.name in DATASETS else 1
+    if data.name in DATASETS and data.qrels is None:
+        ds.qrels.name = data.name  # as 'rankstack evaluate --qrels dl19' names it
     all_qids = list(ds.run.rankings)[:s.max_queries]
     out = Path(out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -273,8 +276,10 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
     try:
         for m in models:
             qids = all_qids[:m.max_queries]
-            if m.is_candidates:
+            if m.is_candidates:  # written too, so 'rankstack evaluate' can re-check the table
                 runs[m.label] = _restrict(ds.run, qids, name=m.label)
+                write_run(runs[m.label], out / "runs" / f"{_safe(m.label)}.run",
+                          tag=_safe(m.label))
                 continue
             p = procs[m.label] = _Proc(m.label, s.threads)
             timing = qids[:s.timing_queries]
@@ -383,6 +388,7 @@ def _cost(label: str, loaded: dict[str, Any], quality: dict[str, Any],
         pairs_per_s=eff.median(pps), p50_ms=eff.percentile(lat_ms, 50),
         p95_ms=eff.percentile(lat_ms, 95), timing_queries=len(qids),
         pairs_per_query=tot.get("pairs", 0) / n, memory=memory,
+        memory_after_load=loaded.get("memory_after_load") or {},
         llm_calls_per_query=tot["llm_calls"] / n if llm else None,
         prompt_tokens_per_query=tot["prompt_tokens"] / n if llm else None,
         completion_tokens_per_query=tot["completion_tokens"] / n if llm else None,

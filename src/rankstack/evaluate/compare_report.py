@@ -94,21 +94,29 @@ class CompareResult:
     def table(self) -> Table:
         from rich.table import Table
 
-        comp = self.comparison
+        head, rows = self.rows()
         t = Table(title=f"{self.data.name}: quality and cost", show_lines=True,
                   caption=self.caption(), caption_justify="left")
-        cols = ["model", *comp.measures, f"delta {self.measure}", "queries", "pairs/s",
+        for i, c in enumerate(head):
+            t.add_column(c, justify="left" if i == 0 else "right", overflow="fold")
+        for row in rows:
+            t.add_row(*row)
+        return t
+
+    def rows(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of the table as plain text (the markdown version's cells)."""
+        comp = self.comparison
+        head = ["model", *comp.measures, f"delta {self.measure}", "queries", "pairs/s",
                 "p50 ms/q", "p95 ms/q", "LLM calls/q", "prompt tok/q", "load s",
                 "added RSS MB (peak)", "GPU MB", f"x faster vs {self.reference}",
                 f"x less memory vs {self.reference}"]
-        for i, c in enumerate(cols):
-            t.add_column(c, justify="left" if i == 0 else "right", overflow="fold")
+        rows = []
         for i, r in enumerate(comp.results):
             label = r.name + (" (baseline)" if i == comp.baseline else "")
             c = self.costs.get(r.name)
-            q = [_cell(comp, r.name, m, r.aggregates[m]) for m in comp.measures]
-            d = self.delta(r.name)
-            row = [label, *q, _f(d, "{:+.4f}"), str(r.n_queries)]
+            q = [_cell(comp, r.name, m, r.aggregates[m]).replace("\n", " ")
+                 for m in comp.measures]
+            row = [label, *q, _f(self.delta(r.name), "{:+.4f}"), str(r.n_queries)]
             if c is None:
                 row += ["(given)"] + ["-"] * 9
             else:
@@ -121,8 +129,15 @@ class CompareResult:
                         f"({_f(mem.get('peak_rss_mb'), '{:.0f}')})",
                         _f(mem.get("gpu_peak_mb"), "{:.0f}"),
                         _f(rat["faster"], "{:.2f}x"), _f(rat["less_memory"], "{:.2f}x")]
-            t.add_row(*row)
-        return t
+            rows.append(row)
+        return head, rows
+
+    def markdown(self) -> str:
+        """The table as GitHub markdown, the method statement under it."""
+        head, rows = self.rows()
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
+        return "\n".join(lines) + "\n\n" + self.caption() + "\n"
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -173,13 +188,13 @@ class CompareResult:
         baseline = None
         if base is not None and base.name not in self.costs:
             baseline = (base.name, base.aggregates[self.measure])
-        partial = [k for k in labels if self.models[k].max_queries or
-                   self.settings.max_queries]
+        counts = {k: self.comparison.result(k).n_queries for k in labels}
+        partial = [k for k in labels if counts[k] != max(counts.values())]
         title = (f"{self.data.name}: {self.measure} vs cost (threads={self.settings.threads}, "
                  f"medians of {self.settings.repeats} interleaved passes)")
         if partial:
-            title += "\n" + ", ".join(f"{k}: {self.comparison.result(k).n_queries} queries"
-                                      for k in partial)
+            title += "\n" + ", ".join(f"{k}: {counts[k]} queries" for k in partial) + \
+                f" (others {max(counts.values())})"
         front = eff.plot_quality_cost(path, labels, costs, quals, measure=self.measure,
                                       cost_label="p50 latency per query (ms, log scale)",
                                       baseline=baseline, title=title)
