@@ -160,10 +160,13 @@ class PERankModel(torch.nn.Module):
         is required; ``overrides`` set :class:`PERankConfig` fields. With it, the stored config
         is used and ``overrides`` may only change ``with_content`` and ``temperature``.
         """
-        torch_dtype = _dtype(dtype)
-        tok = transformers.AutoTokenizer.from_pretrained(llm)
-        lm = transformers.AutoModelForCausalLM.from_pretrained(llm, dtype=torch_dtype)
-        lm.to(device).eval()
+        from rankstack.hf_loading import load_model, load_tokenizer, normalize_dtype
+
+        name = normalize_dtype(dtype or "fp32")
+        if name == "bf16-mixed":
+            raise ConfigError("PE-Rank loads weights in one dtype: use fp32, bf16, fp16 or auto")
+        tok = load_tokenizer(llm)
+        lm = load_model("AutoModelForCausalLM", llm, dtype=name, device=device)
         d_llm = int(lm.get_input_embeddings().weight.shape[1])
         if projector_path is None:
             if d_emb is None:
@@ -269,22 +272,18 @@ class PERankModel(torch.nn.Module):
         return list(ids)
 
     def _reference_prompt(self, query: str, n: int, contents: Sequence[str] | None) -> list[int]:
-        """The reference's user message (``ListwiseEmbeddingRanker`` / ``...TextEmbedding...``),
-        tokenized piece by piece around the slots, inside the chat template."""
-        ids = self._head() + self._piece(
-            f"I will provide you with {n} passages, each with a special token representing the "
-            f"passage enclosed in [], followed by original text.\n"
-            f"Rank the passages based on their relevance to the search query: {query}.\n")
-        for i in range(n):
-            ids += self._piece(f"Passage {i + 1}: [") + [SLOT] + self._piece("]")
-            if contents is not None:
-                text = reference_passage_text(contents[i])
-                ids += self._piece(" ") + self._content_ids(text)
-            ids += self._piece("\n\n")
-        ids += self._piece(
-            f"Search Query: {query}.\nRank the {n} relatively ordered passages above based on "
-            f"their relevance to the search query, output the ranking in descending order. "
-            f"Only output the {n} unique special token in the ranking.\n\n")
+        """:func:`reference_user_message` inside the chat template, tokenized piece by piece
+        around the slots (each ``<PLACEHOLDER>`` becomes one slot position)."""
+        texts = None
+        if contents is not None:  # truncated in LLM tokens first, as content prompts are
+            texts = [self.tokenizer.decode(self._content_ids(reference_passage_text(c)))
+                     for c in contents]
+        pieces = reference_user_message(query, n, texts).split(PLACEHOLDER)
+        ids = list(self._head())  # a copy: pieces are cached lists
+        for k, piece in enumerate(pieces):
+            if k:
+                ids.append(SLOT)
+            ids += self._piece(piece)
         return ids + self._tail()
 
     def build_prompt(self, query: str, n: int, contents: Sequence[str] | None = None) -> Prompt:
@@ -433,6 +432,27 @@ class PERankModel(torch.nn.Module):
         return self.rank_projected(query, proj, contents)
 
 
+PLACEHOLDER = "<PLACEHOLDER>"
+
+
+def reference_user_message(query: str, n: int, contents: Sequence[str] | None = None) -> str:
+    """The user message of the PE-Rank reference (``pe_rank/src/ranker.py``:
+    ``ListwiseEmbeddingRanker``, or ``ListwiseTextEmbeddingRanker`` with ``contents``), with
+    ``<PLACEHOLDER>`` where each passage's embedding goes."""
+    msg = (f"I will provide you with {n} passages, each with a special token representing the "
+           f"passage enclosed in [], followed by original text.\n"
+           f"Rank the passages based on their relevance to the search query: {query}.\n")
+    for i in range(n):
+        if contents is None:
+            msg += f"Passage {i + 1}: [{PLACEHOLDER}]\n\n"
+        else:
+            msg += f"Passage {i + 1}: [{PLACEHOLDER}] {reference_passage_text(contents[i])}\n\n"
+    msg += (f"Search Query: {query}.\nRank the {n} relatively ordered passages above based on "
+            f"their relevance to the search query, output the ranking in descending order. "
+            f"Only output the {n} unique special token in the ranking.\n\n")
+    return msg
+
+
 def reference_passage_text(text: str) -> str:
     """Passage text as the reference prompt shows it: stripped, ``[k]`` written ``(k)``."""
     return re.sub(r"\[(\d+)\]", r"(\1)", text.strip())
@@ -457,14 +477,3 @@ def load_projector_files(path: str | os.PathLike[str]) -> tuple[PERankConfig, di
     cfg = PERankConfig.from_dict(raw, cfg_path)
     state = safetensors_torch.load_file(str(w_path))
     return cfg, state
-
-
-def _dtype(name: str | None):
-    if name is None or name == "auto":
-        return torch.float32 if name is None else "auto"
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-    try:
-        return table[name]
-    except KeyError:
-        raise ConfigError(f"unknown dtype {name!r}; use one of {', '.join(table)}") from None
