@@ -77,25 +77,27 @@ def check_input_file(path: str | os.PathLike[str], what: str = "input") -> None:
 
 
 def check_output_file(path: str | os.PathLike[str], what: str = "output") -> None:
-    """An output path must be creatable: not a directory, its parent a (creatable) writable
-    directory. Checked before any expensive work; missing parent directories are created."""
+    """An output path must be creatable: not a directory, and its nearest existing ancestor a
+    writable directory (missing parent directories are created when the file is written).
+    Checked before any expensive work; creates nothing."""
     p = Path(os.fspath(path))
     if p.is_dir():
         raise InputError(f"{what} path is a directory, expected a file name", path=p)
-    parent = p.parent
-    for anc in (parent, *parent.parents):
-        if anc.exists():
-            if not anc.is_dir():
-                raise InputError(f"{what}: {anc} is not a directory, so {p.name} cannot be "
-                                 f"created under it", path=p)
-            break
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=parent)
+    anc = p.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise InputError(f"{what}: {anc} is not a directory, so {p.name} cannot be created "
+                         f"under it", path=p)
+    if p.exists() and not os.access(p, os.W_OK):
+        raise InputError(f"{what} exists and cannot be overwritten (not writable)", path=p)
+    try:  # os.access is not enough (root, read-only mounts): try it
+        fd, tmp = tempfile.mkstemp(prefix=".rankstack-", suffix=".probe", dir=anc)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise InputError(f"{what} cannot be written: {exc.strerror or exc}", path=p) from None
+        raise InputError(f"{what} cannot be written: {anc}: {exc.strerror or exc}",
+                         path=p) from None
 
 
 def check_output_dir(path: str | os.PathLike[str], what: str = "output directory") -> None:

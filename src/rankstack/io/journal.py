@@ -275,3 +275,10 @@ def _read_pid(lock: str) -> str:
     except OSError:
         return ""
     return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def release_all_locks() -> None:
+    """Release every journal lock this process holds (the CLI calls this on exit)."""
+    for key in list(_HELD):
+        _HELD[key] = (_HELD[key][0], 1)
+        release_lock(key)
