@@ -73,14 +73,45 @@ class TrainConfig:
             raise ConfigError(f"precision must be auto, 32-true or bf16-mixed, not {self.precision!r}")
 
 
+def parse_devices(value: int | str) -> int | str:
+    """A ``devices`` value as Lightning takes it: an int (``"2"`` -> 2), ``"auto"``, ``-1`` or a
+    device list such as ``"0,1"``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"devices must be an integer, 'auto' or a device list, not {value!r}")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return text
+
+
+def lightning_devices(accelerator: str, devices: int | str, num_nodes: int,
+                      strategy: str) -> dict[str, Any]:
+    """The accelerator / devices / num_nodes / strategy keywords of a Lightning ``Trainer`` or
+    ``Fabric``, checked; one place for training (:func:`fit`) and inference
+    (:mod:`rankstack.rerank.predict`)."""
+    if not isinstance(accelerator, str) or not accelerator:
+        raise ConfigError(f"accelerator must be a name such as cpu, gpu or auto, not {accelerator!r}")
+    if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
+        raise ConfigError(f"num_nodes must be a positive integer, not {num_nodes!r}")
+    if not isinstance(strategy, str) or not strategy:
+        raise ConfigError(f"strategy must be a name such as auto or ddp, not {strategy!r}")
+    devices = parse_devices(devices)
+    if isinstance(devices, int) and devices == 0:
+        raise ConfigError("devices must not be 0 (use 1, N, -1 or 'auto')")
+    return {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes,
+            "strategy": strategy}
+
+
 def resolve_precision(precision: str, accelerator: str) -> str:
     if precision != "auto":
         return precision
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
-    from rankstack.rerank.encoding import cpu_supports_bf16
+    from rankstack.hf_loading import cpu_has_bf16
 
-    return "bf16-mixed" if accelerator == "cpu" and cpu_supports_bf16() else "32-true"
+    return "bf16-mixed" if accelerator == "cpu" and cpu_has_bf16() else "32-true"
 
 
 class StepSampler(torch.utils.data.Sampler):
@@ -161,7 +192,7 @@ class GroupData(L.LightningDataModule):
         self.cfg = cfg
 
     def collate(self, groups) -> dict[str, Any]:
-        from rankstack.rerank.encoding import pad_batch
+        from rankstack.rerank.batching import pad_batch
         from rankstack.train.data import collate_groups
 
         gb = collate_groups(groups)
@@ -218,7 +249,7 @@ def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
     ``last.ckpt``); if ``last.ckpt`` exists the run resumes from it. The final model is a plain
     HF directory ``<out_dir>/model`` with the resolved config as ``rankstack_train.json``.
     """
-    from rankstack.rerank.encoding import PairEncoder
+    from rankstack.rerank.tokens import PairEncoder
     from rankstack.train.losses import get_loss
     from rankstack.train.student import load_student, save_student
 
@@ -242,8 +273,8 @@ def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
         dirpath=ckpt_dir, every_n_train_steps=cfg.checkpoint_every, save_last=True,
         save_top_k=-1, filename="step{step}", auto_insert_metric_name=False)
     trainer = L.Trainer(
-        accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy, precision=precision, max_steps=cfg.max_steps,
+        **lightning_devices(cfg.accelerator, cfg.devices, cfg.num_nodes, cfg.strategy),
+        precision=precision, max_steps=cfg.max_steps,
         accumulate_grad_batches=cfg.accumulate, callbacks=[*(callbacks or []), checkpoint, _AuditCallback(out / "steps.jsonl")],
         logger=L.pytorch.loggers.CSVLogger(out, name="logs"), log_every_n_steps=cfg.log_every,
         enable_progress_bar=show_progress, enable_model_summary=False, max_epochs=-1,
