@@ -63,7 +63,8 @@ class SpecReranker:
             self._cache = LLMCache(cache_dir)
         cls = ListwiseLLMReranker if self.mode == "listwise" else PointwiseLLMReranker
         own.setdefault("template", "rankzephyr" if self.mode == "listwise" else "yesno")
-        self.inner = cls(self.backend, own.pop("template"), cache=self._cache, **own)
+        self.inner = cls(self.backend, own.pop("template"), cache=self._cache,
+                         show_progress=False, **own)
         self.score_kind = ("rank-derived" if self.mode == "listwise"
                            else "log_prob_diff")
 
@@ -85,8 +86,8 @@ class SpecReranker:
         if not use_cache:
             self.inner.cache = None
         try:
-            out, report = self.inner.rerank(run, queries, docs, depth=depth or 100,
-                                            progress=False)
+            out = self.inner.rerank(run, queries, docs, depth=depth or 100)
+            report = self.inner.last_report
         finally:
             self.inner.cache = saved
         d = report.to_dict()
