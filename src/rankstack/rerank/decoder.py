@@ -27,14 +27,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rankstack.errors import ConfigError, require
-from rankstack.rerank.encoding import Batch, Encoded, SpecialLayout
+from rankstack.rerank.batching import Batch
 from rankstack.rerank.prompted import (
     PromptScorer,
     accepts,
     continuation_token_id,
     resolve_token_id,
 )
+from rankstack.rerank.runtime import TokenRowsFP32, fp32_classifier_head
 from rankstack.rerank.t5 import check_template, render
+from rankstack.rerank.tokens import Encoded, SpecialLayout
 
 YES_NO_TEMPLATE = (
     "Passage: {doc}\nQuery: {query}\n"
@@ -76,6 +78,8 @@ class RankLlamaScorer(PromptScorer):
                               f"has {n_labels} labels")
         self.pad_token_id = self._choose_pad()
         model.config.pad_token_id = self.pad_token_id
+        if self._half_precision():
+            fp32_classifier_head(model)
         self._set_overhead(self._render_ids)
 
     @classmethod
@@ -180,6 +184,8 @@ class YesNoScorer(PromptScorer):
             raise ConfigError("yes-no: Yes and No merge differently with the prompt's end; give "
                               "yes_token and no_token explicitly")
         self.token_ids = ids
+        # under bf16/fp16 weights the Yes/No rows of the LM head are computed in float32
+        self._rows = TokenRowsFP32(model, ids) if self._half_precision() else None
         #: prompt-final ids that belong to the answer (a template's trailing space): dropped
         self.drop_tail: list[int] = tails[0] if tails else []
         self._keep_last = accepts(model.forward, "logits_to_keep")
@@ -225,6 +231,8 @@ class YesNoScorer(PromptScorer):
         if self._keep_last:
             kw["logits_to_keep"] = 1
         logits = self.model(**inputs, **kw).logits
+        if self._rows is not None:
+            return self._rows.logits()[:, -1]
         return logits[:, -1, self.token_ids].float()
 
     def _forward(self, batch: Batch) -> np.ndarray:

@@ -78,9 +78,9 @@ def resolve_precision(precision: str, accelerator: str) -> str:
         return precision
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
-    from rankstack.rerank.encoding import cpu_supports_bf16
+    from rankstack.hf_loading import cpu_has_bf16
 
-    return "bf16-mixed" if accelerator == "cpu" and cpu_supports_bf16() else "32-true"
+    return "bf16-mixed" if accelerator == "cpu" and cpu_has_bf16() else "32-true"
 
 
 class StepSampler(torch.utils.data.Sampler):
@@ -161,7 +161,7 @@ class GroupData(L.LightningDataModule):
         self.cfg = cfg
 
     def collate(self, groups) -> dict[str, Any]:
-        from rankstack.rerank.encoding import pad_batch
+        from rankstack.rerank.batching import pad_batch
         from rankstack.train.data import collate_groups
 
         gb = collate_groups(groups)
@@ -218,7 +218,7 @@ def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
     ``last.ckpt``); if ``last.ckpt`` exists the run resumes from it. The final model is a plain
     HF directory ``<out_dir>/model`` with the resolved config as ``rankstack_train.json``.
     """
-    from rankstack.rerank.encoding import PairEncoder
+    from rankstack.rerank.tokens import PairEncoder
     from rankstack.train.losses import get_loss
     from rankstack.train.student import load_student, save_student
 

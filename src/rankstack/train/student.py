@@ -46,7 +46,7 @@ def load_student(
     """Load (model, tokenizer) for training. ``lora``: peft LoraConfig kwargs, or None."""
     torch = require("torch", "neural", "training")
     transformers = require("transformers", "neural", "training")
-    from rankstack.rerank.encoding import check_model_path
+    from rankstack.hf_loading import check_model_path
 
     path = check_model_path(str(backbone)) if backbone else default_backbone()
     if not (Path(path).exists() or "/" in path):
