@@ -94,6 +94,57 @@ class LLMCaller:
         self._record(qid, False, g.prompt_tokens, g.completion_tokens)
         return g
 
+    def generate_batch(self, qids: Sequence[str], prompts: Sequence[Prompt], *,
+                       max_tokens: Sequence[int], stop: Sequence[str] | None = None
+                       ) -> list[Generation]:
+        """:meth:`generate` of many prompts (``qids[i]`` is charged for ``prompts[i]``): cache
+        hits are answered from the cache, the rest go to the backend in one
+        :meth:`~rankstack.llm.base.LLMBackend.generate_batch` call."""
+        out: list[Generation | None] = [None] * len(prompts)
+        keys: list[str | None] = [None] * len(prompts)
+        for i, prompt in enumerate(prompts):
+            if self.cache is not None:
+                keys[i] = self._key("generate", {"prompt": prompt, "max_tokens": max_tokens[i],
+                                                 "stop": list(stop or []), "temperature": 0})
+                hit = self.cache.get(keys[i])
+                if hit is not None:
+                    out[i] = Generation(**hit)
+                    self._record(qids[i], True, out[i].prompt_tokens, out[i].completion_tokens)
+        todo = [i for i, g in enumerate(out) if g is None]
+        if todo:
+            gens = self.backend.generate_batch([prompts[i] for i in todo],
+                                               max_tokens=[max_tokens[i] for i in todo], stop=stop)
+            for i, g in zip(todo, gens, strict=True):
+                out[i] = g
+                if self.cache is not None and keys[i] is not None:
+                    self.cache.put(keys[i], asdict(g), model=self.backend.model_id,
+                                   template=self.template_id, kind="generate")
+                self._record(qids[i], False, g.prompt_tokens, g.completion_tokens)
+        return out  # type: ignore[return-value]
+
+    def next_token_logprobs_batch(self, qids: Sequence[str], prompts: Sequence[Prompt],
+                                  candidates: Sequence[str]) -> list[NextTokenScores]:
+        """:meth:`next_token_logprobs` of many prompts, batched like :meth:`generate_batch`."""
+        out: list[NextTokenScores | None] = [None] * len(prompts)
+        keys: list[str | None] = [None] * len(prompts)
+        for i, prompt in enumerate(prompts):
+            if self.cache is not None:
+                keys[i] = self._key("logprobs", {"prompt": prompt, "candidates": list(candidates)})
+                hit = self.cache.get(keys[i])
+                if hit is not None:
+                    out[i] = NextTokenScores(**hit)
+                    self._record(qids[i], True, out[i].prompt_tokens, 0)
+        todo = [i for i, s in enumerate(out) if s is None]
+        if todo:
+            scores = self.backend.next_token_logprobs_batch([prompts[i] for i in todo], candidates)
+            for i, s in zip(todo, scores, strict=True):
+                out[i] = s
+                if self.cache is not None and keys[i] is not None:
+                    self.cache.put(keys[i], asdict(s), model=self.backend.model_id,
+                                   template=self.template_id, kind="logprobs")
+                self._record(qids[i], False, s.prompt_tokens, 0)
+        return out  # type: ignore[return-value]
+
     def next_token_logprobs(self, qid: str, prompt: Prompt,
                             candidates: Sequence[str]) -> NextTokenScores:
         key = None
