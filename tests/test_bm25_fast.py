@@ -177,7 +177,7 @@ def test_cli_retrieve_backend_flag(tmp_path, capsys):
         out = tmp_path / f"{be}.run"
         assert main(["retrieve", "--index-dir", str(ix), "--queries", str(topics),
                      "--backend", be, "--out", str(out)]) == 0
-        assert f"backend={be}" in capsys.readouterr().out
+        assert f"backend={be}" in capsys.readouterr().err
         runs[be] = read_run(out).to_dict()
     assert all(r == runs["numpy"] for r in runs.values())
     assert list(runs["numpy"]["1"]) == ["d1", "d0"]  # the shorter 'apple' doc first
