@@ -155,10 +155,16 @@ class Run(Mapping[str, Ranking]):
 
 @dataclass(slots=True)
 class Qrels(Mapping[str, dict[str, int]]):
-    """Query id -> {doc id: graded relevance}."""
+    """Query id -> {doc id: graded relevance}.
+
+    ``binary_rel``: the minimum grade binary measures (RR, AP, recall, ...) and training count
+    as relevant, when the judgments' source defines one (TREC DL: 2); None = not stated (1 is
+    used, with a warning for graded judgments).
+    """
 
     judgments: dict[str, dict[str, int]] = field(default_factory=dict)
     name: str = "qrels"
+    binary_rel: int | None = None
 
     def __getitem__(self, qid: str) -> dict[str, int]:
         return self.judgments[qid]
@@ -173,5 +179,7 @@ class Qrels(Mapping[str, dict[str, int]]):
     def n_judgments(self) -> int:
         return sum(len(v) for v in self.judgments.values())
 
-    def relevant(self, qid: str, min_grade: int = 1) -> list[str]:
-        return [d for d, g in self.judgments.get(qid, {}).items() if g >= min_grade]
+    def relevant(self, qid: str, binary_rel: int | None = None) -> list[str]:
+        """Doc ids judged >= ``binary_rel`` (default: the qrels' own, else 1)."""
+        rel = binary_rel if binary_rel is not None else (self.binary_rel or 1)
+        return [d for d, g in self.judgments.get(qid, {}).items() if g >= rel]
