@@ -252,3 +252,47 @@ def test_ties_are_counted(tiny_bert_dir):
                         "settings": {"dtype": "fp32"}})
     rr.rerank(run, QUERIES, docs)
     assert rr.last_report.ties == 2 and "tied scores 2" in rr.last_report.summary()
+
+
+def test_yes_no_scorer_and_llm_pointwise_pick_the_same_answer_token(tiny_chat_llama):
+    """One answer-token rule: the same model and prompt score the same through the yes-no
+    scorer family and the LLM pointwise re-ranker (log-odds = logit difference)."""
+    from rankstack.llm import PointwiseLLMReranker, load_backend
+    from rankstack.llm.templates import load_template
+
+    t = load_template("yesno")
+    user = t.render_pointwise("{query}", "{doc}", chat=True)[-1]["content"]
+    scorer = load_reranker({"family": "yes-no", "model": str(tiny_chat_llama),
+                            "settings": {"template": user, "chat": True, "dtype": "fp32",
+                                         "doc_length": 64}})
+    llm = PointwiseLLMReranker(load_backend("hf", str(tiny_chat_llama)), t,
+                               max_passage_tokens=64, show_progress=False)
+    run = make_run()
+    a = scorer.rerank(run, QUERIES, DOCS, depth=3)
+    b = llm.rerank(run, QUERIES, DOCS, depth=3)
+    assert scorer.last_report.passages_truncated == llm.last_report.passages_truncated == 0
+    for q in run:
+        for d in run[q].doc_ids[:3]:
+            assert a[q].scores()[d] == pytest.approx(b[q].scores()[d], abs=1e-4)
+
+
+def test_answer_rule_after_space_colon_and_newline(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    from rankstack.rerank.answer import answer_text, answer_tokens, drop_tail
+
+    assert answer_text("Answer:", "Yes") == " Yes"
+    assert answer_text("assistant\n", "Yes") == "Yes"
+    assert answer_text("Answer: ", "Yes") == "Yes"
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+
+    def enc(t):
+        return tok(t, add_special_tokens=False)["input_ids"]
+
+    yes_piece = tok.convert_tokens_to_ids("▁Yes")
+    ids, tail = answer_tokens(enc, "Does it? Answer:", ["Yes", "No"], "t")
+    assert ids[0] == yes_piece and tail == []
+    # a trailing space merges into the answer: it is the tail, dropped from the prompt
+    ids2, tail2 = answer_tokens(enc, "Does it? Answer: ", ["Yes", "No"], "t")
+    assert ids2 == ids and tail2 and drop_tail(enc("Does it? Answer: "), tail2, "t") == \
+        enc("Does it? Answer:")
