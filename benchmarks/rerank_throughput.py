@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from rankstack.hf_loading import cpu_has_bf16
     from rankstack.rerank.bi_encoder import BiEncoderScorer
     from rankstack.rerank.cross_encoder import CrossEncoderScorer, TransformerScorer
-    from rankstack.rerank.encoding import cpu_has_bf16
 
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="rankstack-bench-"))

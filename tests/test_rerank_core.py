@@ -13,18 +13,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from rankstack.errors import ConfigError, InputError  # noqa: E402
+from rankstack.hf_loading import cpu_has_bf16, resolve_dtype  # noqa: E402
 from rankstack.records import Doc, Query, Ranking, Run, ScoredDoc  # noqa: E402
-from rankstack.rerank.encoding import (  # noqa: E402
-    Encoded,
-    PairEncoder,
-    RuntimeSettings,
-    SpecialLayout,
-    cpu_has_bf16,
-    resolve_dtype,
-    run_batched,
-    sorted_batches,
-)
+from rankstack.rerank.batching import run_batched, sorted_batches  # noqa: E402
 from rankstack.rerank.reranker import Reranker  # noqa: E402
+from rankstack.rerank.runtime import RuntimeSettings  # noqa: E402
+from rankstack.rerank.tokens import Encoded, PairEncoder, SpecialLayout  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -118,16 +112,6 @@ def test_single_encoding_prefix_outside_budget(tok):
     assert enc.counts.passages == 1
 
 
-def test_template_encoding_budgets(tok):
-    enc = PairEncoder.from_tokenizer(tok, query_length=2, doc_length=3)
-    (e,) = enc.encode_template(["Query:", "{query}", "Document:", "{doc}", "Relevant:"],
-                               ["one two three"], ["a b c d e"])
-    words = tok.convert_ids_to_tokens(e.input_ids)
-    assert words == ["[CLS]", "query", ":", "one", "two", "document", ":", "a", "b", "c",
-                     "relevant", ":", "[SEP]"]
-    assert enc.counts.queries == 1 and enc.counts.passages == 1
-
-
 def test_run_batched_returns_input_order_under_length_sorting():
     rng = np.random.default_rng(0)
     items = [Encoded([int(x) for x in rng.integers(1, 50, size=int(n))])
@@ -161,8 +145,12 @@ def test_runtime_settings_and_dtype():
 
     assert resolve_dtype("fp32") == t.float32 and resolve_dtype("bf16") == t.bfloat16
     assert resolve_dtype("auto") == (t.bfloat16 if cpu_has_bf16() else t.float32)
-    with pytest.raises(ConfigError):
-        RuntimeSettings(dtype="fp16")  # type: ignore[arg-type]
+    assert resolve_dtype("fp16") == t.float16
+    # one vocabulary: the aliases the HF LLM backend used to take name the same dtypes
+    assert RuntimeSettings(dtype="bfloat16").dtype == "bf16"
+    assert RuntimeSettings(dtype="float32").dtype == "fp32"
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        RuntimeSettings(dtype="int4")
     with pytest.raises(ConfigError):
         RuntimeSettings(threads=-1)
 

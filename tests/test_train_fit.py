@@ -73,7 +73,8 @@ def test_fit_trains_lowers_the_loss_and_saves_a_loadable_model(tmp_path, backbon
     import numpy as np
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rankstack.rerank.encoding import PairEncoder, pad_batch
+    from rankstack.rerank.batching import pad_batch
+    from rankstack.rerank.tokens import PairEncoder
     from rankstack.train.data import collate_groups
     from rankstack.train.fit import fit
     from rankstack.train.losses import get_loss

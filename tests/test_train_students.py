@@ -129,7 +129,7 @@ def test_bi_encoder_tiny_bert_trains_and_loads_with_no_flags(tmp_path, bert):
     b = builder()
     cfg = cfg_for(tmp_path / "run", bert, pooling="cls", max_steps=12)
     # the untrained starting point, saved the way a trained one is
-    _, _, _, _, save = build(cfg)
+    _, _, save = build(cfg)
     save(tmp_path / "start")
     res = fit(cfg, b, show_progress=False)
     assert res.steps == 12

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
-from rankstack.errors import ConfigError, RankstackError
+from rankstack.errors import RankstackError
 
 Message = dict[str, str]
+R = TypeVar("R")
 Prompt = str | list[Message]
 
 
@@ -43,8 +44,9 @@ class Generation:
 class NextTokenScores:
     """Log-probabilities of candidate answers as the next token after a prompt.
 
-    ``logprobs[c]`` is the log-probability of candidate ``c`` (log-sum-exp over the token
-    variants that spell it, e.g. ``"Yes"`` and ``" Yes"``). ``missing`` names candidates
+    ``logprobs[c]`` is the log-probability of candidate ``c``'s answer token, chosen by the
+    one rule of :mod:`rankstack.rerank.answer` (HTTP: the returned tokens whose stripped text
+    is ``c``, log-sum-exp). ``missing`` names candidates
     a server did not return among its top log-probs; their value is the smallest returned
     log-prob, an upper bound (counted by the pointwise re-ranker).
     """
@@ -64,6 +66,8 @@ class LLMBackend(ABC):
     model_id: str
     #: how many calls may run at once (1 for in-process models)
     max_concurrency: int = 1
+    #: prompts per batched forward pass of :meth:`generate_batch` (in-process backends)
+    batch_size: int = 1
 
     @property
     @abstractmethod
@@ -86,20 +90,41 @@ class LLMBackend(ABC):
     def _decode_one(self, token_id: int) -> str:
         raise NotImplementedError
 
-    def _candidate_ids(self, cand: str) -> list[int]:
-        """First token ids of an answer word, bare and space-prefixed (``Yes``, ``▁Yes``,
-        ``ĠYes``), skipping ids that decode to nothing; cached per word."""
-        cache: dict[str, list[int]] = self.__dict__.setdefault("_cand_cache", {})
-        if cand not in cache:
-            found: list[int] = []
-            for variant in (cand, " " + cand):
-                enc = self._encode_plain(variant)
-                if enc and self._decode_one(enc[0]).strip() and enc[0] not in found:
-                    found.append(enc[0])
-            if not found:
-                raise ConfigError(f"candidate answer {cand!r} has no token in {self.model_id}")
-            cache[cand] = found
-        return cache[cand]
+    def answer_ids(self, prompt_text: str, candidates: Sequence[str]
+                   ) -> tuple[list[int], list[int]]:
+        """Token ids of the answer words after ``prompt_text`` and the prompt-final tail to
+        drop: the one rule of :mod:`rankstack.rerank.answer` (local-tokenizer backends).
+        Only the prompt's end matters, so results are cached by its last 64 characters."""
+        from rankstack.rerank.answer import answer_tokens
+
+        cache: dict[tuple[str, tuple[str, ...]], tuple[list[int], list[int]]] = \
+            self.__dict__.setdefault("_answer_cache", {})
+        key = (prompt_text[-64:], tuple(candidates))
+        if key not in cache:
+            cache[key] = answer_tokens(self._encode_plain, key[0], list(candidates),
+                                       str(self.model_id))
+        return cache[key]
+
+    def generate_batch(self, prompts: Sequence[Prompt], *, max_tokens: int | Sequence[int] = 64,
+                       stop: Sequence[str] | None = None) -> list[Generation]:
+        """:meth:`generate` for many prompts (``max_tokens`` one value or one per prompt), in
+        input order, each result the one a single call gives.
+
+        Default: up to :attr:`max_concurrency` single calls at once (an HTTP server batches
+        concurrent requests itself); in-process backends override it with batched forward
+        passes of :attr:`batch_size` prompts.
+        """
+        caps = per_prompt(max_tokens, len(prompts))
+        return _map_concurrent(
+            lambda i: self.generate(prompts[i], max_tokens=caps[i], stop=stop),
+            len(prompts), self.max_concurrency)
+
+    def next_token_logprobs_batch(self, prompts: Sequence[Prompt],
+                                  candidates: Sequence[str]) -> list[NextTokenScores]:
+        """:meth:`next_token_logprobs` for many prompts, in input order (batched like
+        :meth:`generate_batch`)."""
+        return _map_concurrent(lambda i: self.next_token_logprobs(prompts[i], candidates),
+                               len(prompts), self.max_concurrency)
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:
@@ -120,6 +145,23 @@ class LLMBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Optional."""
+
+
+def per_prompt(max_tokens: int | Sequence[int], n: int) -> list[int]:
+    caps = [int(max_tokens)] * n if isinstance(max_tokens, int) else [int(m) for m in max_tokens]
+    if len(caps) != n:
+        raise ValueError(f"{len(caps)} max_tokens values for {n} prompts")
+    return caps
+
+
+def _map_concurrent(fn: Callable[[int], R], n: int, workers: int) -> list[R]:
+    """``[fn(i) for i in range(n)]``, at most ``workers`` at once; order kept."""
+    if workers <= 1 or n <= 1:
+        return [fn(i) for i in range(n)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, n)) as pool:
+        return list(pool.map(fn, range(n)))
 
 
 def plain_prompt(prompt: Prompt) -> str:

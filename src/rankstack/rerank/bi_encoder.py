@@ -26,8 +26,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from rankstack.errors import ConfigError
+from rankstack.rerank.batching import Batch
 from rankstack.rerank.cross_encoder import TransformerScorer
-from rankstack.rerank.encoding import Batch
 
 Pooling = Literal["cls", "mean", "last_token"]
 Similarity = Literal["cosine", "dot"]

@@ -21,16 +21,11 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from rankstack.errors import ConfigError, require
+from rankstack.hf_loading import load_model, load_tokenizer
 from rankstack.rerank.base import Scorer
-from rankstack.rerank.encoding import (
-    Batch,
-    Encoded,
-    PairEncoder,
-    RuntimeSettings,
-    load_pretrained,
-    load_tokenizer,
-    run_batched,
-)
+from rankstack.rerank.batching import Batch, run_batched
+from rankstack.rerank.runtime import RuntimeSettings, fp32_classifier_head
+from rankstack.rerank.tokens import Encoded, PairEncoder
 
 log = logging.getLogger("rankstack.rerank")
 
@@ -41,8 +36,10 @@ class TransformerScorer(Scorer):
     """Shared machinery of transformers encoder scorers.
 
     Settings: ``batch_size``; token budgets ``query_length`` / ``doc_length`` /
-    ``max_length`` (see :class:`~rankstack.rerank.encoding.PairEncoder`); ``threads``,
-    ``dtype`` (auto|fp32|bf16|bf16-mixed), ``device``; ``backend`` (``torch`` or ``onnx``: exported once
+    ``max_length`` (see :class:`~rankstack.rerank.tokens.PairEncoder`); ``threads``,
+    ``dtype`` (auto|fp32|bf16|fp16|bf16-mixed, see :mod:`rankstack.hf_loading`), ``device``;
+    ``fp32_head`` (default on: the classification head runs in float32 under bf16/fp16
+    weights, so scores are not quantised into ties); ``backend`` (``torch`` or ``onnx``: exported once
     and cached, fp32), ``quantize`` (``None`` or ``"int8"``: ONNX dynamic quantization, which
     changes rankings; measure it with ``benchmarks/rerank_throughput.py`` before use),
     ``cache_dir`` for ONNX files, ``chunk_size`` (inputs length-sorted together),
@@ -63,9 +60,10 @@ class TransformerScorer(Scorer):
                  threads: int = 1, dtype: str = "auto", device: str = "cpu",
                  backend: Backend = "torch", quantize: str | None = None,
                  cache_dir: str | None = None, chunk_size: int = 8192,
-                 padding_side: str | None = None, model_kwargs: dict[str, Any] | None = None) -> None:
+                 padding_side: str | None = None, model_kwargs: dict[str, Any] | None = None,
+                 fp32_head: bool = True) -> None:
         require("torch", "neural", "neural re-rankers")
-        transformers = require("transformers", "neural", "neural re-rankers")
+        require("transformers", "neural", "neural re-rankers")
         if backend not in ("torch", "onnx"):
             raise ConfigError(f"backend must be 'torch' or 'onnx', not {backend!r}")
         if quantize not in (None, "int8"):
@@ -81,15 +79,15 @@ class TransformerScorer(Scorer):
         self.chunk_size = chunk_size
         self.backend = backend
         self.quantize = quantize
-        self.runtime = RuntimeSettings(threads, "fp32" if backend == "onnx" else dtype,  # type: ignore[arg-type]
-                                       device)
+        self.runtime = RuntimeSettings(threads, "fp32" if backend == "onnx" else dtype,
+                                       device, fp32_head)
         self.runtime.apply()
         self.tokenizer = load_tokenizer(model)
         self.torch_dtype = self.runtime.torch_dtype()
-        auto = getattr(transformers, self.auto_class)
-        self.model = load_pretrained(auto, model, dtype=self.torch_dtype,
-                                     **(model_kwargs or {})).eval().to(device)
+        self.model = self._load_model(model, model_kwargs or {})
         self.config = self.model.config
+        #: attribute of the classification head run in float32 (None: none, or fp32 weights)
+        self.fp32_head = fp32_classifier_head(self.model) if fp32_head else None
         self._check_model()
         # A rankstack-trained student records the budgets it was trained with; use the same
         # passage length at inference unless told otherwise.
@@ -129,6 +127,11 @@ class TransformerScorer(Scorer):
         return self.encoder.counts
 
     # -- hooks -------------------------------------------------------------------------------
+    def _load_model(self, model: str, model_kwargs: dict[str, Any]) -> Any:
+        """The transformers model (overridden by checkpoint layouts of other libraries)."""
+        return load_model(self.auto_class, model, dtype=self.runtime.dtype,
+                          device=self.runtime.device, **model_kwargs)
+
     def _check_model(self) -> None:
         """Validate the loaded model (e.g. number of labels)."""
 
@@ -166,7 +169,8 @@ class TransformerScorer(Scorer):
 
     def set_threads(self, threads: int) -> None:
         """Change the thread count (torch, and the ONNX session if any)."""
-        self.runtime = RuntimeSettings(threads, self.runtime.dtype, self.runtime.device)
+        self.runtime = RuntimeSettings(threads, self.runtime.dtype, self.runtime.device,
+                                       self.runtime.fp32_head)
         self.runtime.apply()
         if self._onnx is not None:
             from rankstack.rerank.onnx_backend import OnnxModel

@@ -42,7 +42,7 @@ class GGUFBiEncoderScorer(Scorer):
                  threads: int = 1, batch_size: int = 32,
                  backend: Literal["llama_cpp", "torch"] = "llama_cpp",
                  dtype: str = "auto") -> None:
-        from rankstack.rerank.encoding import check_model_path
+        from rankstack.hf_loading import check_model_path
 
         if pooling not in POOLING_TYPES:
             raise ConfigError(f"pooling must be one of {', '.join(POOLING_TYPES)}, "
@@ -85,9 +85,10 @@ class GGUFBiEncoderScorer(Scorer):
     def _init_torch(self, path: str, pooling: str, threads: int, dtype: str) -> None:
         import torch
 
+        from rankstack.hf_loading import cpu_has_bf16, load_tokenizer
         from rankstack.rerank.defaults import default_model_path
-        from rankstack.rerank.encoding import apply_threads, cpu_has_bf16, load_tokenizer
         from rankstack.rerank.nomic_bert import check_bert_vocab, load_nomic_bert
+        from rankstack.rerank.runtime import apply_threads
 
         if pooling != "mean":
             raise ConfigError("backend torch pools by mean only (as NomicBERT was trained)")

@@ -47,7 +47,7 @@ def cache_key(model_id: str, config: dict[str, Any], output: str, input_names: l
     ident: dict[str, Any] = {"model": model_id, "config": config, "output": output,
                              "inputs": input_names, "opset": OPSET, "torch": torch.__version__,
                              "transformers": transformers.__version__, "onnx": onnx.__version__}
-    from rankstack.rerank.encoding import check_model_path
+    from rankstack.hf_loading import check_model_path
 
     p = Path(check_model_path(model_id))
     if p.is_dir():

@@ -42,7 +42,7 @@ import numpy as np
 
 from rankstack.errors import ConfigError, RankstackError
 from rankstack.rerank.base import Scorer
-from rankstack.rerank.encoding import TruncationCounts
+from rankstack.rerank.tokens import TruncationCounts
 
 log = logging.getLogger("rankstack.rerank")
 
@@ -186,7 +186,7 @@ class ParallelScorer(Scorer):
         if start_method not in ("spawn", "forkserver"):
             raise ConfigError(f"start_method must be 'spawn' or 'forkserver' (never fork after "
                               f"torch is loaded), not {start_method!r}")
-        from rankstack.rerank.encoding import check_model_path
+        from rankstack.hf_loading import check_model_path
         from rankstack.rerank.registry import scorer_class
 
         scorer_class(family)  # unknown family: ConfigError here, not in every worker

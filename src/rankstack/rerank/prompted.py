@@ -1,15 +1,15 @@
 """Shared machinery of the prompt-based scorers (T5 families in :mod:`.t5`, decoders in
 :mod:`.decoder`): budgeted text cutting, token-id resolution, loading, batched scoring.
 
-Why not :meth:`rankstack.rerank.encoding.PairEncoder.encode_template`: that tokenizes each
-template segment on its own, which matches whole-prompt tokenization only for tokenizers that
-split on whitespace first (T5's). SentencePiece-BPE (Llama-2: a segment alone gets a ``▁``)
+Why not tokenize each template segment on its own and concatenate the ids: that matches
+whole-prompt tokenization only for tokenizers that split on whitespace first (T5's). SentencePiece-BPE (Llama-2: a segment alone gets a ``▁``)
 and byte-level BPE (Llama-3, Qwen: a segment alone loses its leading space) tokenize a
 concatenation differently. Prompted models were trained on whole prompts, so here the query
 and passage are first cut to their token budgets **in the original text** (at the character
 offset where the budget's last token ends, never by decoding) and the whole prompt is then
 tokenized once, exactly as the model saw prompts in training. Batching, padding, runtime
-settings and truncation counts come from :mod:`rankstack.rerank.encoding`.
+settings and truncation counts come from :mod:`rankstack.rerank.batching`,
+:mod:`rankstack.rerank.runtime` and :mod:`rankstack.rerank.tokens`.
 """
 
 from __future__ import annotations
@@ -22,19 +22,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rankstack.errors import ConfigError, require
+from rankstack.hf_loading import load_model, load_tokenizer
 from rankstack.rerank.base import Scorer
-from rankstack.rerank.encoding import (
+from rankstack.rerank.batching import Batch, PaddingSide, run_batched
+from rankstack.rerank.runtime import RuntimeSettings
+from rankstack.rerank.tokens import (
     DEFAULT_DOC_LENGTH,
     DEFAULT_QUERY_LENGTH,
-    Batch,
     Encoded,
-    PaddingSide,
-    RuntimeSettings,
     TruncationCounts,
-    load_pretrained,
-    load_tokenizer,
     model_max_length,
-    run_batched,
 )
 
 
@@ -61,23 +58,12 @@ def resolve_token_id(tokenizer: Any, token: str | int, what: str) -> int:
 
 def continuation_token_id(tokenizer: Any, context: str, word: str, what: str
                           ) -> tuple[int, list[int]]:
-    """The first token of ``word`` when it is written right after ``context``.
+    """The first token of ``word`` written right after ``context`` and the tail of
+    ``context`` that merges into it (:func:`rankstack.rerank.answer.continuation_token`)."""
+    from rankstack.rerank.answer import continuation_token
 
-    Found by tokenizing ``context`` and ``context + word`` (robust to how a tokenizer marks
-    spaces: ``▁Yes`` / ``ĠYes`` / ``Yes``). Returns ``(token id, tail)``: ``tail`` is the
-    ids at the end of ``context`` that merge into the word (e.g. a chat template's trailing
-    space ``▁`` before ``▁Yes``); a prompt must drop them so the model predicts the word as the
-    text ``context + word`` would be tokenized. Usually empty.
-    """
-    a = tokenizer(context, add_special_tokens=False)["input_ids"]
-    b = tokenizer(context + word, add_special_tokens=False)["input_ids"]
-    k = 0
-    while k < min(len(a), len(b)) and a[k] == b[k]:
-        k += 1
-    if k == len(b) or len(a) - k > 2:
-        raise ConfigError(f"{what}: cannot find the token of {word!r} after the prompt (it "
-                          f"merges with the prompt's end); give the token explicitly")
-    return int(b[k]), [int(x) for x in a[k:]]
+    return continuation_token(lambda t: tokenizer(t, add_special_tokens=False)["input_ids"],
+                              context, word, what)
 
 
 class TextCutter:
@@ -170,20 +156,20 @@ class PromptScorer(Scorer):
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, threads: int = 1, dtype: str = "auto",
                         device: str = "cpu", tokenizer: str | None = None,
-                        revision: str | None = None, **kwargs: Any) -> PromptScorer:
+                        revision: str | None = None, fp32_head: bool = True,
+                        **kwargs: Any) -> PromptScorer:
         """Load model and tokenizer from a hub name or a local directory.
 
-        ``threads``/``dtype``/``device``: see :class:`RuntimeSettings`; other keyword
-        arguments go to the scorer's constructor.
+        ``threads``/``dtype``/``device``/``fp32_head``: see :class:`RuntimeSettings`; other
+        keyword arguments go to the scorer's constructor.
         """
-        transformers = require("transformers", "neural", "transformer re-rankers")
-        runtime = RuntimeSettings(threads=threads, dtype=dtype, device=device)  # type: ignore[arg-type]
+        require("transformers", "neural", "transformer re-rankers")
+        runtime = RuntimeSettings(threads=threads, dtype=dtype, device=device,
+                                  fp32_head=fp32_head)
         runtime.apply()
         tok = load_tokenizer(tokenizer or name_or_path, revision=revision)
-        auto = getattr(transformers, cls.auto_class)
-        model = load_pretrained(auto, name_or_path, revision=revision,
-                                dtype=runtime.torch_dtype(), **cls._model_kwargs())
-        model.to(runtime.device)
+        model = load_model(cls.auto_class, name_or_path, revision=revision,
+                           dtype=runtime.dtype, device=runtime.device, **cls._model_kwargs())
         kwargs.setdefault("name", str(name_or_path))
         return cls(model, tok, runtime=runtime, **kwargs)
 
@@ -236,6 +222,14 @@ class PromptScorer(Scorer):
         if self.max_length - self._overhead < 2:
             raise ConfigError(f"max_length {self.max_length} leaves no room for text after the "
                               f"{self.family} template ({self._overhead} tokens)")
+
+    def _half_precision(self) -> bool:
+        """Whether the fp32 head applies: on, and the weights are bf16/fp16."""
+        import torch
+
+        p = next(iter(self.model.parameters()), None)
+        return bool(self.runtime.fp32_head and p is not None
+                    and p.dtype in (torch.bfloat16, torch.float16))
 
     def _device_inputs(self, batch: Batch) -> dict[str, Any]:
         dev = self.runtime.device

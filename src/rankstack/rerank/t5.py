@@ -27,8 +27,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rankstack.errors import ConfigError
-from rankstack.rerank.encoding import Batch, Encoded
+from rankstack.rerank.batching import Batch
 from rankstack.rerank.prompted import PromptScorer, resolve_token_id
+from rankstack.rerank.runtime import TokenRowsFP32
+from rankstack.rerank.tokens import Encoded
 
 _PLACEHOLDER = re.compile(r"\{(query|doc)\}")
 
@@ -67,6 +69,12 @@ class T5PointwiseScorer(PromptScorer):
         self.decoder_start_token_id = int(start)
         self._set_overhead(self._render_ids)
         self.token_ids: list[int] = []
+        self._rows: TokenRowsFP32 | None = None
+
+    def _set_token_ids(self, ids: list[int]) -> None:
+        self.token_ids = ids
+        # under bf16/fp16 weights the scored rows of the LM head are computed in float32
+        self._rows = TokenRowsFP32(self.model, ids) if self._half_precision() else None
 
     def _render_ids(self, queries: list[str], docs: list[str]) -> list[list[int]]:
         texts = [render(self.template, q, d) for q, d in zip(queries, docs, strict=True)]
@@ -86,6 +94,8 @@ class T5PointwiseScorer(PromptScorer):
         dec = torch.full((len(batch), 1), self.decoder_start_token_id, dtype=torch.long,
                          device=inputs["input_ids"].device)
         logits = self.model(**inputs, decoder_input_ids=dec, use_cache=False).logits
+        if self._rows is not None:
+            return self._rows.logits()[:, 0]
         return logits[:, 0, self.token_ids].float()
 
     def _forward(self, batch: Batch) -> np.ndarray:
@@ -109,7 +119,7 @@ class MonoT5Scorer(T5PointwiseScorer):
         f = resolve_token_id(tokenizer, false_token, f"{self.family} false_token")
         if t == f:
             raise ConfigError(f"{self.family}: true_token and false_token are the same id {t}")
-        self.token_ids = [t, f]
+        self._set_token_ids([t, f])
 
     def _score_logits(self, logits: Any) -> Any:
         return logits.log_softmax(dim=-1)[:, 0]
@@ -137,7 +147,8 @@ class RankT5Scorer(T5PointwiseScorer):
     def __init__(self, model: Any, tokenizer: Any, *, score_token: str | int = "<extra_id_10>",
                  **kwargs: Any) -> None:
         super().__init__(model, tokenizer, **kwargs)
-        self.token_ids = [resolve_token_id(tokenizer, score_token, f"{self.family} score_token")]
+        self._set_token_ids([resolve_token_id(tokenizer, score_token,
+                                              f"{self.family} score_token")])
 
     def _score_logits(self, logits: Any) -> Any:
         return logits[:, 0]

@@ -122,7 +122,7 @@ def load_bi_encoder(path: str, *, pooling: str = "mean", normalize: bool = True,
                     lora: dict[str, Any] | None = None, seed: int = 0):
     """``(BiEncoderStudent, tokenizer)`` for training from an HF encoder or decoder."""
     transformers = require("transformers", "neural", "training")
-    from rankstack.rerank.encoding import load_pretrained, load_tokenizer
+    from rankstack.hf_loading import load_pretrained, load_tokenizer
 
     torch.manual_seed(seed)
     tok = load_tokenizer(path)

@@ -1,8 +1,8 @@
 """The one trainer (PyTorch Lightning) for every trainable family: cross-encoder,
 RankLLaMA-style decoder cross-encoder and bi-encoder students (see
-:mod:`rankstack.train.modules`). One config dialect (:class:`TrainConfig`), checkpoints and
-exact resume, DDP, a step progress bar and a CSV log (``<out_dir>/logs/version_N/metrics.csv``:
-loss and learning rate per logged step).
+:mod:`rankstack.train.modules`), and the PE-Rank stages (:mod:`rankstack.llm.pe_rank.fit`).
+One config dialect (:class:`TrainConfig`), checkpoints and exact resume, DDP, a step progress
+bar and a CSV log (``<out_dir>/logs/version_N/metrics.csv``: loss and learning rate).
 
 Lightning carries the scale-out: the same :func:`fit` runs on one CPU, several GPUs (DDP) or
 several nodes by changing ``devices`` / ``num_nodes`` / ``strategy``.
@@ -95,14 +95,45 @@ class TrainConfig:
             raise ConfigError(f"precision must be auto, 32-true or bf16-mixed, not {self.precision!r}")
 
 
+def parse_devices(value: int | str) -> int | str:
+    """A ``devices`` value as Lightning takes it: an int (``"2"`` -> 2), ``"auto"``, ``-1`` or a
+    device list such as ``"0,1"``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"devices must be an integer, 'auto' or a device list, not {value!r}")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return text
+
+
+def lightning_devices(accelerator: str, devices: int | str, num_nodes: int,
+                      strategy: str) -> dict[str, Any]:
+    """The accelerator / devices / num_nodes / strategy keywords of a Lightning ``Trainer`` or
+    ``Fabric``, checked; one place for training (:func:`fit`) and inference
+    (:mod:`rankstack.rerank.predict`)."""
+    if not isinstance(accelerator, str) or not accelerator:
+        raise ConfigError(f"accelerator must be a name such as cpu, gpu or auto, not {accelerator!r}")
+    if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
+        raise ConfigError(f"num_nodes must be a positive integer, not {num_nodes!r}")
+    if not isinstance(strategy, str) or not strategy:
+        raise ConfigError(f"strategy must be a name such as auto or ddp, not {strategy!r}")
+    devices = parse_devices(devices)
+    if isinstance(devices, int) and devices == 0:
+        raise ConfigError("devices must not be 0 (use 1, N, -1 or 'auto')")
+    return {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes,
+            "strategy": strategy}
+
+
 def resolve_precision(precision: str, accelerator: str) -> str:
     if precision != "auto":
         return precision
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
-    from rankstack.rerank.encoding import cpu_supports_bf16
+    from rankstack.hf_loading import cpu_has_bf16
 
-    return "bf16-mixed" if accelerator == "cpu" and cpu_supports_bf16() else "32-true"
+    return "bf16-mixed" if accelerator == "cpu" and cpu_has_bf16() else "32-true"
 
 
 class StepSampler(torch.utils.data.Sampler):
@@ -138,12 +169,30 @@ class StepSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         # Counted from batch 0, not from ``start``: on resume Lightning restores its batch
         # counter within the (single) epoch, so the epoch must end at the run's last batch;
-        # a length counted from ``start`` would end it early and replay the batches.
+        # a length counted from ``start`` ends it early and the batches are replayed.
         return sum(1 for b in range(self.total) if b % self.world == self.rank)
 
 
+def adamw_linear_schedule(params, cfg: TrainConfig) -> dict[str, Any]:
+    """AdamW over the trainable ``params``, linear warmup then linear decay to 0 (per step)."""
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ConfigError("nothing to train: no parameter requires grad")
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.max_steps
+    warm = int(total * cfg.warmup_ratio)
+
+    def lr_at(step: int) -> float:  # linear warmup, then linear decay to 0
+        if step < warm:
+            return (step + 1) / max(1, warm)
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 class GroupData(L.LightningDataModule):
-    """A GroupBuilder's groups -> tokenized micro-batches in :class:`StepSampler` order."""
+    """A GroupBuilder's groups -> model inputs (the family's batcher) in StepSampler order."""
 
     def __init__(self, builder, batcher: Callable, cfg: TrainConfig) -> None:
         super().__init__()
@@ -159,18 +208,23 @@ class GroupData(L.LightningDataModule):
                 "group_keys": [[g.query_id, len(g)] for g in groups]}
 
     def train_dataloader(self):
-        from rankstack.train.data import GroupDataset
+        return step_loader(self.trainer, self.builder, self.cfg, self.collate)
 
-        trainer = self.trainer
-        accum = self.cfg.accumulate
-        world = trainer.world_size if trainer is not None else 1
-        rank = trainer.global_rank if trainer is not None else 0
-        # A restored global_step counts optimizer steps; each took accum micro-batches per rank.
-        done = (trainer.global_step if trainer is not None else 0) * accum * world
-        total = self.cfg.max_steps * accum * world
-        sampler = StepSampler(self.builder, self.cfg.batch_size, total, done, rank, world)
-        return torch.utils.data.DataLoader(GroupDataset(self.builder), batch_sampler=sampler,
-                                           collate_fn=self.collate, num_workers=0)
+
+def step_loader(trainer, builder, cfg: TrainConfig, collate: Callable):
+    """A DataLoader over ``builder`` in :class:`StepSampler` order, starting after the
+    micro-batches a restored ``trainer.global_step`` already consumed (exact resume)."""
+    from rankstack.train.data import GroupDataset
+
+    accum = cfg.accumulate
+    world = trainer.world_size if trainer is not None else 1
+    rank = trainer.global_rank if trainer is not None else 0
+    # A restored global_step counts optimizer steps; each took accum micro-batches per rank.
+    done = (trainer.global_step if trainer is not None else 0) * accum * world
+    total = cfg.max_steps * accum * world
+    sampler = StepSampler(builder, cfg.batch_size, total, done, rank, world)
+    return torch.utils.data.DataLoader(GroupDataset(builder), batch_sampler=sampler,
+                                       collate_fn=collate, num_workers=0)
 
 
 class _AuditCallback(L.Callback):
@@ -188,7 +242,7 @@ class _AuditCallback(L.Callback):
 
 class StepProgressBar(L.pytorch.callbacks.TQDMProgressBar):
     """Progress in optimizer steps of ``max_steps`` (training is step-based: Lightning's
-    epoch bar would read ``Epoch 0/-2`` with ``max_epochs=-1``)."""
+    epoch bar read ``Epoch 0/-2`` with ``max_epochs=-1``)."""
 
     def on_train_epoch_start(self, trainer, *_: Any) -> None:
         if self._leave:
@@ -212,7 +266,8 @@ class _NoTips(logging.Filter):
         return "Tip: For seamless cloud" not in record.getMessage()
 
 
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
+    """Filter Lightning's litlogger/litmodels tips out of its rank-zero log (issue 15.8)."""
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         lg = logging.getLogger(name)
         if not any(isinstance(f, _NoTips) for f in lg.filters):
@@ -241,26 +296,51 @@ def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
     from rankstack.train.modules import build
 
     cfg.validate()
-    _quiet_lightning()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if len(builder) == 0:
         raise ConfigError(f"no usable training groups: {builder.stats.summary()}")
     out = Path(cfg.out_dir)
-    ckpt_dir = out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module, batcher, tok, model, save = build(cfg)
+    module, batcher, save = build(cfg)
     if loss_fn is not None:
         module.loss_fn = loss_fn
     data = GroupData(builder, batcher, cfg)
+    trainer, resumed, wall, precision = run_trainer(cfg, module, data, callbacks=callbacks,
+                                                    show_progress=show_progress)
+    final_loss = trainer.callback_metrics.get("loss")
+    model_dir = out / "model"
+    if trainer.global_rank == 0:
+        save(model_dir)
+        resolved = {**asdict(cfg), "precision_resolved": precision, "steps_done": trainer.global_step}
+        from rankstack.io import atomic_write
+
+        with atomic_write(model_dir / "rankstack_train.json") as fh:
+            json.dump(resolved, fh, indent=2, default=str)
+    return FitResult(model_dir, trainer.global_step, wall, resumed,
+                     None if final_loss is None else float(final_loss))
+
+
+def run_trainer(cfg: TrainConfig, module, data, *, callbacks: list | None = None,
+                show_progress: bool = True):
+    """Fit ``module`` on ``data`` with the one trainer setup: checkpoints every
+    ``checkpoint_every`` steps in ``<out_dir>/checkpoints`` (+ ``last.ckpt``, resumed from when
+    present), the step audit ``steps.jsonl``, a CSV log in ``<out_dir>/logs``.
+
+    Returns ``(trainer, resumed_from or None, wall seconds, resolved precision)``. Used by the
+    student :func:`fit` and by the PE-Rank stages (``rankstack.llm.pe_rank.fit``).
+    """
+    quiet_lightning()
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(cfg.precision, cfg.accelerator)
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, every_n_train_steps=cfg.checkpoint_every, save_last=True,
         save_top_k=-1, filename="step{step}", auto_insert_metric_name=False)
     trainer = L.Trainer(
-        accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy, precision=precision, max_steps=cfg.max_steps,
+        **lightning_devices(cfg.accelerator, cfg.devices, cfg.num_nodes, cfg.strategy),
+        precision=precision, max_steps=cfg.max_steps,
         accumulate_grad_batches=cfg.accumulate,
         callbacks=[*(callbacks or []), checkpoint, _AuditCallback(out / "steps.jsonl"),
                    *([StepProgressBar()] if show_progress else [])],
@@ -274,18 +354,7 @@ def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
         log.info("resuming from %s", resumed)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=resumed)
-    wall = time.perf_counter() - start
-    final_loss = trainer.callback_metrics.get("loss")
-    model_dir = out / "model"
-    if trainer.global_rank == 0:
-        save(model_dir)
-        resolved = {**asdict(cfg), "precision_resolved": precision, "steps_done": trainer.global_step}
-        from rankstack.io import atomic_write
-
-        with atomic_write(model_dir / "rankstack_train.json") as fh:
-            json.dump(resolved, fh, indent=2, default=str)
-    return FitResult(model_dir, trainer.global_step, wall, resumed,
-                     None if final_loss is None else float(final_loss))
+    return trainer, resumed, time.perf_counter() - start, precision
 
 
 def steps_for(n_groups: int, cfg: TrainConfig, epochs: float) -> int:

@@ -3,7 +3,7 @@
 One per family of :data:`FAMILIES`, all driven by :func:`rankstack.train.fit.fit`:
 
 * ``cross-encoder``: an encoder with a 1-logit sequence-classification head, (query, passage)
-  pairs encoded by :class:`~rankstack.rerank.encoding.PairEncoder` (what the
+  pairs encoded by :class:`~rankstack.rerank.tokens.PairEncoder` (what the
   ``cross-encoder`` re-ranker uses).
 * ``rankllama``: a decoder LLM with a 1-logit head read at the last real token (RankLLaMA;
   usually with LoRA), inputs rendered exactly as the ``rankllama`` re-ranker renders them
@@ -28,7 +28,7 @@ FAMILIES = ("cross-encoder", "rankllama", "bi-encoder")
 
 
 def _torch_inputs(enc, pad_id: int) -> dict[str, Any]:
-    from rankstack.rerank.encoding import pad_batch
+    from rankstack.rerank.batching import pad_batch
 
     return pad_batch(enc, np.arange(len(enc)), pad_id).torch()
 
@@ -74,18 +74,9 @@ class _Base(L.LightningModule):
         self.cfg = cfg
 
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        total = self.cfg.max_steps
-        warm = int(total * self.cfg.warmup_ratio)
+        from rankstack.train.fit import adamw_linear_schedule
 
-        def lr_at(step: int) -> float:  # linear warmup, then linear decay to 0
-            if step < warm:
-                return (step + 1) / max(1, warm)
-            return max(0.0, (total - step) / max(1, total - warm))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_linear_schedule(self.model.parameters(), self.cfg)
 
     def _log_loss(self, loss, batch_size: int) -> None:
         self.log("loss", loss, prog_bar=True, batch_size=batch_size)
@@ -129,8 +120,8 @@ class BiEncoderModule(_Base):
         return loss
 
 
-def build(cfg) -> tuple[Any, Any, Any, Any, Callable[[Any], None]]:
-    """``(module, batcher, tokenizer, model, save(out_dir))`` for ``cfg.family``."""
+def build(cfg) -> tuple[Any, Callable, Callable[[Any], Any]]:
+    """``(module, batcher, save(out_dir))`` for ``cfg.family``."""
     from rankstack.train.losses import get_loss
 
     if cfg.family not in FAMILIES:
@@ -139,7 +130,7 @@ def build(cfg) -> tuple[Any, Any, Any, Any, Callable[[Any], None]]:
     lengths = {"rankstack_query_length": cfg.query_length,
                "rankstack_doc_length": cfg.doc_length}
     if cfg.family == "bi-encoder":
-        from rankstack.rerank.encoding import PairEncoder
+        from rankstack.rerank.tokens import PairEncoder
         from rankstack.train.bi_encoder import BiEncoderLoss, load_bi_encoder, save_bi_encoder
         from rankstack.train.student import default_backbone
 
@@ -162,7 +153,7 @@ def build(cfg) -> tuple[Any, Any, Any, Any, Callable[[Any], None]]:
                     "append_eos": cfg.append_eos, "query_length": cfg.query_length,
                     "doc_length": cfg.doc_length}
         module = BiEncoderModule(student, loss, cfg)
-        return module, batcher, tok, student, lambda out: save_bi_encoder(
+        return module, batcher, lambda out: save_bi_encoder(
             module.model, tok, out, settings)
     from rankstack.train.student import load_student, save_student
 
@@ -177,11 +168,11 @@ def build(cfg) -> tuple[Any, Any, Any, Any, Callable[[Any], None]]:
         model.train()
         batcher = PairBatcher(scorer._encode, scorer.pad_token_id)
     else:
-        from rankstack.rerank.encoding import PairEncoder
+        from rankstack.rerank.tokens import PairEncoder
 
         enc = PairEncoder.from_tokenizer(tok, query_length=cfg.query_length,
                                          doc_length=cfg.doc_length, model_config=model.config)
         batcher = PairBatcher(enc.encode_pairs, tok.pad_token_id)
     module = CrossEncoderModule(model, group_loss, cfg)
-    return module, batcher, tok, model, lambda out: save_student(
+    return module, batcher, lambda out: save_student(
         module.model, tok, out, lengths, family=cfg.family)

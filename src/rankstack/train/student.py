@@ -53,7 +53,7 @@ def load_student(
     (``AutoModelForSequenceClassification`` of a Llama-like model; LoRA keeps ``score``)."""
     torch = require("torch", "neural", "training")
     transformers = require("transformers", "neural", "training")
-    from rankstack.rerank.encoding import check_model_path
+    from rankstack.hf_loading import check_model_path
 
     path = check_model_path(str(backbone)) if backbone else default_backbone()
     if not (Path(path).exists() or "/" in path):
