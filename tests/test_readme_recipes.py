@@ -65,7 +65,11 @@ def skip_reason(cmd: str) -> str | None:
 def test_skip_list_matches_the_readme():
     cmds = readme_commands((ROOT / "README.md").read_text(encoding="utf-8"))
     assert cmds, "no bash blocks found"
-    stale = [p for p in SKIP if not any(p in c for c in cmds)]
+    from rankstack.cli import COMMANDS
+
+    # a pattern naming a subcommand may wait for its recipe; any other must match a line
+    stale = [p for p in SKIP if not any(p in c for c in cmds)
+             and p.removeprefix("rankstack ").strip() not in COMMANDS]
     assert not stale, f"skip patterns matching no README line: {stale}"
     assert any(skip_reason(c) is None for c in cmds), "every line is skipped"
 
