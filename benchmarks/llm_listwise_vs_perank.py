@@ -65,10 +65,11 @@ def text_system(args, ds):
     else:
         backend = load_backend("openai", args.model, base_url=args.base_url)
     rr = ListwiseLLMReranker(backend, args.template, window=args.window, stride=args.stride,
-                             max_passage_tokens=args.max_passage_tokens)
+                             max_passage_tokens=args.max_passage_tokens, show_progress=False)
 
     def go(run):
-        out, report = rr.rerank(run, ds.queries, ds.docs, depth=args.depth, progress=False)
+        out = rr.rerank(run, ds.queries, ds.docs, depth=args.depth)
+        report = rr.last_report
         t = report.total
         return out, {"calls": t.calls, "prompt_tokens": t.prompt_tokens,
                      "generated_tokens": t.completion_tokens,
