@@ -411,7 +411,7 @@ def test_rerank_cli_takes_one_spec_and_writes_the_report_beside_the_run(tmp_path
     assert len(run) == 2 and all(len(r) == 100 for r in run.values())
     rep = json.loads((tmp_path / "bm25.run.report.json").read_text())
     assert rep["pairs_scored"] == 10 and rep["settings"]["spec"]["settings"]["k1"] == 1.2
-    assert "nDCG@10" in rep["notes"] and "tied scores" in capsys.readouterr().out
+    assert "nDCG@10" in rep["notes"] and "tied scores" in capsys.readouterr().err
     # a fused re-ranker as a whole spec in a --config file
     cfg = tmp_path / "fused.yaml"
     cfg.write_text(yaml.safe_dump({"reranker": {
