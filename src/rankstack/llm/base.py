@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from rankstack.errors import ConfigError, RankstackError
 
 Message = dict[str, str]
+R = TypeVar("R")
 Prompt = str | list[Message]
 
 
@@ -64,6 +65,8 @@ class LLMBackend(ABC):
     model_id: str
     #: how many calls may run at once (1 for in-process models)
     max_concurrency: int = 1
+    #: prompts per batched forward pass of :meth:`generate_batch` (in-process backends)
+    batch_size: int = 1
 
     @property
     @abstractmethod
@@ -101,6 +104,27 @@ class LLMBackend(ABC):
             cache[cand] = found
         return cache[cand]
 
+    def generate_batch(self, prompts: Sequence[Prompt], *, max_tokens: int | Sequence[int] = 64,
+                       stop: Sequence[str] | None = None) -> list[Generation]:
+        """:meth:`generate` for many prompts (``max_tokens`` one value or one per prompt), in
+        input order, each result the one a single call gives.
+
+        Default: up to :attr:`max_concurrency` single calls at once (an HTTP server batches
+        concurrent requests itself); in-process backends override it with batched forward
+        passes of :attr:`batch_size` prompts.
+        """
+        caps = per_prompt(max_tokens, len(prompts))
+        return _map_concurrent(
+            lambda i: self.generate(prompts[i], max_tokens=caps[i], stop=stop),
+            len(prompts), self.max_concurrency)
+
+    def next_token_logprobs_batch(self, prompts: Sequence[Prompt],
+                                  candidates: Sequence[str]) -> list[NextTokenScores]:
+        """:meth:`next_token_logprobs` for many prompts, in input order (batched like
+        :meth:`generate_batch`)."""
+        return _map_concurrent(lambda i: self.next_token_logprobs(prompts[i], candidates),
+                               len(prompts), self.max_concurrency)
+
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` by this backend's tokenizer (no special tokens)."""
@@ -120,6 +144,23 @@ class LLMBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Optional."""
+
+
+def per_prompt(max_tokens: int | Sequence[int], n: int) -> list[int]:
+    caps = [int(max_tokens)] * n if isinstance(max_tokens, int) else [int(m) for m in max_tokens]
+    if len(caps) != n:
+        raise ValueError(f"{len(caps)} max_tokens values for {n} prompts")
+    return caps
+
+
+def _map_concurrent(fn: Callable[[int], R], n: int, workers: int) -> list[R]:
+    """``[fn(i) for i in range(n)]``, at most ``workers`` at once; order kept."""
+    if workers <= 1 or n <= 1:
+        return [fn(i) for i in range(n)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, n)) as pool:
+        return list(pool.map(fn, range(n)))
 
 
 def plain_prompt(prompt: Prompt) -> str:

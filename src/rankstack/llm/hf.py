@@ -13,6 +13,7 @@ from rankstack.llm.base import (
     Prompt,
     cut_at_stop,
     logsumexp,
+    per_prompt,
 )
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -23,17 +24,23 @@ class HFBackend(LLMBackend):
 
     Messages go through the tokenizer's chat template when it has one (``use_chat_template``
     turns that off); prompts are truncated from the left to ``max_input_tokens`` if set.
+    :meth:`generate_batch` and :meth:`next_token_logprobs_batch` run ``batch_size`` prompts per
+    forward pass, left-padded; with greedy decoding their outputs are a single call's.
     """
 
     kind = "hf"
 
     def __init__(self, model: str, *, device: str = "cpu", dtype: str = "float32",
                  threads: int | None = None, use_chat_template: bool = True,
-                 max_input_tokens: int | None = None, trust_remote_code: bool = False) -> None:
+                 max_input_tokens: int | None = None, trust_remote_code: bool = False,
+                 batch_size: int = 8) -> None:
         torch = require("torch", "neural", "Hugging Face LLM backends")
         transformers = require("transformers", "neural", "Hugging Face LLM backends")
         if dtype not in _DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = batch_size
         if threads:
             torch.set_num_threads(int(threads))
         self._torch = torch
@@ -50,6 +57,14 @@ class HFBackend(LLMBackend):
         self._pad_id = self.tokenizer.pad_token_id
         if self._pad_id is None:
             self._pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        if self.tokenizer.eos_token_id is not None:
+            eos.append(self.tokenizer.eos_token_id)
+        self._eos_ids = frozenset(eos)
+        import inspect
+
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     @property
     def has_chat_template(self) -> bool:
@@ -70,19 +85,51 @@ class HFBackend(LLMBackend):
 
     def generate(self, prompt: Prompt, *, max_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> Generation:
+        return self.generate_batch([prompt], max_tokens=max_tokens, stop=stop)[0]
+
+    def generate_batch(self, prompts: Sequence[Prompt], *, max_tokens: int | Sequence[int] = 64,
+                       stop: Sequence[str] | None = None) -> list[Generation]:
+        """Greedy generation, :attr:`batch_size` prompts per ``model.generate`` call (similar
+        lengths together, left-padded, masked); each output is cut at the first end-of-sequence
+        token and at ``max_tokens`` of its own prompt, as a call of its own would be."""
         torch = self._torch
-        ids = self._input_ids(prompt)
-        x = torch.tensor([ids], device=self.device)
-        with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=max_tokens,
-                do_sample=False, pad_token_id=self._pad_id)
-        new = out[0, len(ids):].tolist()
-        eos = self.tokenizer.eos_token_id
-        if eos is not None and eos in new:
-            new = new[: new.index(eos) + 1]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return Generation(cut_at_stop(text, stop), len(ids), len(new))
+        caps = per_prompt(max_tokens, len(prompts))
+        ids = [self._input_ids(p) for p in prompts]
+        out: list[Generation] = [None] * len(ids)  # type: ignore[list-item]
+        for chunk in self._chunks(ids):
+            x, mask = self._left_pad([ids[i] for i in chunk])
+            with torch.inference_mode():
+                gen = self.model.generate(
+                    input_ids=x, attention_mask=mask, max_new_tokens=max(caps[i] for i in chunk),
+                    do_sample=False, pad_token_id=self._pad_id)
+            width = x.shape[1]
+            for row, i in enumerate(chunk):
+                new = self._cut_at_eos(gen[row, width:].tolist()[: caps[i]])
+                text = self.tokenizer.decode(new, skip_special_tokens=True)
+                out[i] = Generation(cut_at_stop(text, stop), len(ids[i]), len(new))
+        return out
+
+    def _chunks(self, ids: list[list[int]]) -> list[list[int]]:
+        """Prompt indices, longest first, in batches of :attr:`batch_size` (less padding)."""
+        order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
+        b = max(1, int(self.batch_size))
+        return [order[k:k + b] for k in range(0, len(order), b)]
+
+    def _left_pad(self, rows: list[list[int]]):
+        torch = self._torch
+        width = max(len(r) for r in rows)
+        x = torch.tensor([[self._pad_id] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows],
+                            device=self.device)
+        return x, mask
+
+    def _cut_at_eos(self, new: list[int]) -> list[int]:
+        """Tokens up to and including the first end-of-sequence token (a finished row of a
+        batch goes on with padding)."""
+        for k, t in enumerate(new):
+            if t in self._eos_ids:
+                return new[: k + 1]
+        return new
 
     def _encode_plain(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -91,13 +138,29 @@ class HFBackend(LLMBackend):
         return self.tokenizer.decode([token_id])
 
     def next_token_logprobs(self, prompt: Prompt, candidates: Sequence[str]) -> NextTokenScores:
+        return self.next_token_logprobs_batch([prompt], candidates)[0]
+
+    def next_token_logprobs_batch(self, prompts: Sequence[Prompt],
+                                  candidates: Sequence[str]) -> list[NextTokenScores]:
+        """Next-token log-probabilities, :attr:`batch_size` left-padded prompts per forward
+        pass (positions counted from each prompt's first real token)."""
         torch = self._torch
-        ids = self._input_ids(prompt)
-        with torch.inference_mode():
-            logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0, -1]
-            lp = torch.log_softmax(logits.float(), dim=-1).cpu()
-        out = {c: logsumexp([float(lp[i]) for i in self._candidate_ids(c)]) for c in candidates}
-        return NextTokenScores(out, len(ids))
+        ids = [self._input_ids(p) for p in prompts]
+        cand_ids = {c: self._candidate_ids(c) for c in candidates}
+        out: list[NextTokenScores] = [None] * len(ids)  # type: ignore[list-item]
+        for chunk in self._chunks(ids):
+            x, mask = self._left_pad([ids[i] for i in chunk])
+            kw = {"logits_to_keep": 1} if self._keeps_logits else {}
+            with torch.inference_mode():
+                pos = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(input_ids=x, attention_mask=mask, position_ids=pos,
+                                    **kw).logits[:, -1]
+                lp = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for row, i in enumerate(chunk):
+                out[i] = NextTokenScores(
+                    {c: logsumexp([float(lp[row, t]) for t in cand_ids[c]]) for c in candidates},
+                    len(ids[i]))
+        return out
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -112,4 +175,5 @@ class HFBackend(LLMBackend):
         return f"{super().cache_identity()}:{self.dtype}:chat={self._chat}:max_in={self.max_input_tokens}"
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "device": self.device, "chat_template": self._chat}
+        return {**super().describe(), "device": self.device, "chat_template": self._chat,
+                "batch_size": self.batch_size}

@@ -8,7 +8,9 @@ The model-independent half of listwise re-ranking, reusable by any listwise rank
 * :func:`parse_permutation` / :func:`repair_permutation` - turn model output such as
   ``"[3] > [1] > [2]"`` into a full permutation, with every repair counted.
 * :class:`SlidingWindowReranker` - drives a ``rank_window(query, passages) -> ids`` callable
-  over the windows for one or more passes.
+  over the windows for one or more passes; :meth:`~SlidingWindowReranker.rerank_many` slides
+  the windows of many queries in lockstep, so one batched call ranks the current window of
+  every query (``rank_windows``).
 
 Repair policy (applied to every window, every repair counted in :class:`RepairStats`):
 
@@ -139,6 +141,11 @@ def parse_permutation(text: str, n: int) -> tuple[list[int], RepairStats]:
 RankWindowFn = Callable[[str, Sequence[T]], Sequence[int]]
 
 
+#: ``rank_windows([(query, passages), ...]) -> [ids, ...]``: the current window of many
+#: queries in one call (a backend batches them); one id list per window, as for ``rank_window``.
+RankWindowsFn = Callable[[Sequence[tuple[str, Sequence[T]]]], Sequence[Sequence[int]]]
+
+
 class SlidingWindowReranker(Generic[T]):
     """Re-rank a candidate list with a window ranker, back to front, for ``passes`` passes."""
 
@@ -165,9 +172,53 @@ class SlidingWindowReranker(Generic[T]):
                 order[start:end] = [chunk[p] for p in perm]
         return order, stats
 
+    def rerank_many(self, lists: Sequence[tuple[str, Sequence[T]]],
+                    rank_windows: RankWindowsFn | None = None, *,
+                    on_done: Callable[[int], None] | None = None
+                    ) -> list[tuple[list[int], RepairStats]]:
+        """:meth:`rerank` of many ``(query, items)`` lists, window by window across lists.
+
+        Step ``k`` takes window ``k`` of every list that still has one and ranks them all in
+        one ``rank_windows`` call (default: ``rank_window`` on each); a list's windows stay in
+        their order, since each starts from the order the previous one left. With a window
+        ranker that is a pure function of its input, every list's result is what
+        :meth:`rerank` gives it alone. ``on_done(i)`` is called when list ``i`` is finished.
+        """
+        if rank_windows is None:
+            def rank_windows(batch):  # noqa: ANN001, ANN202 - the one-at-a-time path
+                return [self.rank_window(q, ps) for q, ps in batch]
+        orders = [list(range(len(items))) for _, items in lists]
+        stats = [RepairStats() for _ in lists]
+        plans = [[w for _ in range(self.passes)
+                  for w in sliding_windows(len(items), self.window, self.stride)]
+                 for _, items in lists]
+        for i, plan in enumerate(plans):
+            if not plan and on_done is not None:
+                on_done(i)
+        step = 0
+        while True:
+            live = [i for i, plan in enumerate(plans) if step < len(plan)]
+            if not live:
+                return list(zip(orders, stats, strict=True))
+            chunks = {i: orders[i][plans[i][step][0]:plans[i][step][1]] for i in live}
+            raw = list(rank_windows([(lists[i][0], [lists[i][1][j] for j in chunks[i]])
+                                     for i in live]))
+            if len(raw) != len(live):
+                raise ValueError(f"rank_windows returned {len(raw)} answers for {len(live)} "
+                                 f"windows")
+            for i, ids in zip(live, raw, strict=True):
+                start, end = plans[i][step]
+                perm, s = repair_permutation(ids, end - start)
+                stats[i] += s
+                orders[i][start:end] = [chunks[i][p] for p in perm]
+                if step == len(plans[i]) - 1 and on_done is not None:
+                    on_done(i)
+            step += 1
+
 
 __all__ = [
     "RankWindowFn",
+    "RankWindowsFn",
     "RepairStats",
     "SlidingWindowReranker",
     "extract_ids",

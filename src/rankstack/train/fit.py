@@ -73,6 +73,37 @@ class TrainConfig:
             raise ConfigError(f"precision must be auto, 32-true or bf16-mixed, not {self.precision!r}")
 
 
+def parse_devices(value: int | str) -> int | str:
+    """A ``devices`` value as Lightning takes it: an int (``"2"`` -> 2), ``"auto"``, ``-1`` or a
+    device list such as ``"0,1"``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"devices must be an integer, 'auto' or a device list, not {value!r}")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return text
+
+
+def lightning_devices(accelerator: str, devices: int | str, num_nodes: int,
+                      strategy: str) -> dict[str, Any]:
+    """The accelerator / devices / num_nodes / strategy keywords of a Lightning ``Trainer`` or
+    ``Fabric``, checked; one place for training (:func:`fit`) and inference
+    (:mod:`rankstack.rerank.predict`)."""
+    if not isinstance(accelerator, str) or not accelerator:
+        raise ConfigError(f"accelerator must be a name such as cpu, gpu or auto, not {accelerator!r}")
+    if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
+        raise ConfigError(f"num_nodes must be a positive integer, not {num_nodes!r}")
+    if not isinstance(strategy, str) or not strategy:
+        raise ConfigError(f"strategy must be a name such as auto or ddp, not {strategy!r}")
+    devices = parse_devices(devices)
+    if isinstance(devices, int) and devices == 0:
+        raise ConfigError("devices must not be 0 (use 1, N, -1 or 'auto')")
+    return {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes,
+            "strategy": strategy}
+
+
 def resolve_precision(precision: str, accelerator: str) -> str:
     if precision != "auto":
         return precision
@@ -242,8 +273,8 @@ def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
         dirpath=ckpt_dir, every_n_train_steps=cfg.checkpoint_every, save_last=True,
         save_top_k=-1, filename="step{step}", auto_insert_metric_name=False)
     trainer = L.Trainer(
-        accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy, precision=precision, max_steps=cfg.max_steps,
+        **lightning_devices(cfg.accelerator, cfg.devices, cfg.num_nodes, cfg.strategy),
+        precision=precision, max_steps=cfg.max_steps,
         accumulate_grad_batches=cfg.accumulate, callbacks=[*(callbacks or []), checkpoint, _AuditCallback(out / "steps.jsonl")],
         logger=L.pytorch.loggers.CSVLogger(out, name="logs"), log_every_n_steps=cfg.log_every,
         enable_progress_bar=show_progress, enable_model_summary=False, max_epochs=-1,
