@@ -240,6 +240,12 @@ def tiny_llama_cls_dir(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama-cls"), head="seq-cls")
 
 
+@pytest.fixture(scope="session")
+def tiny_lightning_ir_dir(tmp_path_factory) -> Path:
+    """A lightning-ir monoELECTRA-layout cross-encoder (scoring_strategy rank)."""
+    return make_tiny_lightning_ir(tmp_path_factory.mktemp("tiny-lightning-ir"))
+
+
 #: A minimal chat template for the tiny Llama (role line, content, </s>).
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
