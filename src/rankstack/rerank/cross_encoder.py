@@ -46,7 +46,9 @@ class TransformerScorer(Scorer):
     ``padding_side`` (default: the tokenizer's; left padding passes position ids counted
     over real tokens); ``truncation`` (``budgets`` or ``longest_first``) and
     ``prefix_in_budget`` (see :class:`~rankstack.rerank.tokens.PairEncoder`);
-    ``trust_remote_code`` (models whose code lives in their repository, e.g. nomic-embed).
+    ``trust_remote_code`` (models whose code lives in their repository, e.g. nomic-embed);
+    ``lora`` (a PEFT adapter merged into ``model``, the base: e.g. RepLLaMA's adapter over
+    Llama-2-7B; the scorer is then named after the adapter).
     Subclasses set :attr:`auto_class` and implement :meth:`_outputs` / :meth:`score_pairs`.
     """
 
@@ -64,7 +66,8 @@ class TransformerScorer(Scorer):
                  cache_dir: str | None = None, chunk_size: int = 8192,
                  padding_side: str | None = None, model_kwargs: dict[str, Any] | None = None,
                  fp32_head: bool = True, truncation: str = "budgets",
-                 prefix_in_budget: bool = False, trust_remote_code: bool = False) -> None:
+                 prefix_in_budget: bool = False, trust_remote_code: bool = False,
+                 lora: str | None = None) -> None:
         require("torch", "neural", "neural re-rankers")
         require("transformers", "neural", "neural re-rankers")
         if backend not in ("torch", "onnx"):
@@ -91,6 +94,11 @@ class TransformerScorer(Scorer):
         self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
         self.torch_dtype = self.runtime.torch_dtype()
         self.model = self._load_model(model, model_kwargs)
+        if lora:
+            peft = require("peft", "train", "LoRA adapters")
+            self.model = peft.PeftModel.from_pretrained(self.model, lora).merge_and_unload()
+            self.model.eval()
+            self.name = str(lora)
         self.config = self.model.config
         #: attribute of the classification head run in float32 (None: none, or fp32 weights)
         self.fp32_head = fp32_classifier_head(self.model) if fp32_head else None
