@@ -56,7 +56,8 @@ _RENAMED = {"min_relevance": "binary_rel", "min_grade": "binary_rel"}
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("fit", help="train a cross-encoder student from a YAML config")
+    p = sub.add_parser("fit", help="train a cross-encoder student (or, with task: pe-rank, a "
+                                   "PE-Rank stage) from a YAML config")
     p.add_argument("--config", action="append", default=[], metavar="YAML", required=True,
                    help="training config (repeatable; later files override earlier)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -158,6 +159,22 @@ def run(args: argparse.Namespace) -> int:
     from rankstack.train.fit import TrainConfig, fit
 
     cfg = resolve(args.config, args.set)
+    task = cfg.get("task", "cross-encoder")
+    if task == "pe-rank":  # both PE-Rank stages on the same trainer (rankstack.llm.pe_rank.fit)
+        from rankstack.llm.pe_rank.fit import run_config
+
+        if args.devices is not None:
+            cfg["devices"] = int(args.devices) if str(args.devices).isdigit() else args.devices
+        if args.strategy is not None:
+            cfg["strategy"] = args.strategy
+        res = run_config(cfg)
+        print(f"model: {res.model_dir}  steps: {res.steps}  wall: {res.wall_time_s:.1f} s"
+              + (f"  resumed from {res.resumed_from}" if res.resumed_from else ""))
+        return 0
+    if task != "cross-encoder":
+        raise ConfigError(f"{', '.join(args.config)}: task must be 'cross-encoder' (default) "
+                          f"or 'pe-rank', not {task!r}")
+    cfg.pop("task", None)
     data = cfg.pop("data", None)
     if not isinstance(data, dict):
         raise ConfigError(f"{', '.join(args.config)}: missing 'data' section")

@@ -26,6 +26,10 @@ def add_parser(sub) -> None:
     p.add_argument("--corpus", nargs="*", default=[], help="JSONL corpora for run files")
     p.add_argument("--depth", type=int, default=100, help="candidates taken from each run")
     p.add_argument("--max-queries", type=int, default=None, help="only the first N pooled queries")
+    p.add_argument("--sample", type=int, default=None,
+                   help="only a seeded random subset of N pooled queries (kept in pool order), "
+                        "e.g. to cover every run in a short job")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample")
     add_spec_args(p, what="teacher")
     p.add_argument("--teacher", type=_yaml_value, default=None,
                    help="the teacher as a whole spec (YAML/JSON; in a --config file: the key "
@@ -62,6 +66,7 @@ def check_pool(args: argparse.Namespace, src, pooled) -> None:
 def run(args: argparse.Namespace) -> int:
     from rankstack.distill.teach import pool_candidates, pool_stats_dict, teach
     from rankstack.distill.teachers import load_teacher
+    from rankstack.errors import ConfigError
     from rankstack.sources import load_sources
 
     spec = spec_from_args(args, base=args.teacher)
@@ -69,6 +74,14 @@ def run(args: argparse.Namespace) -> int:
     src = load_sources(args.runs, topics=args.topics, corpus=args.corpus)
     pooled, stats = pool_candidates(src.runs, args.depth, src.queries, src.docs,
                                     on_missing_doc=args.on_missing_doc)
+    if args.sample is not None:
+        import random
+
+        if args.sample < 1:
+            raise ConfigError(f"--sample must be a positive integer, got {args.sample}")
+        picked = set(random.Random(args.seed).sample(list(pooled), min(args.sample,
+                                                                       len(pooled))))
+        pooled = type(pooled)({q: pooled[q] for q in pooled if q in picked}, pooled.name)
     if args.max_queries is not None:
         keep = list(pooled)[: args.max_queries]
         pooled = type(pooled)({q: pooled[q] for q in keep}, pooled.name)
@@ -78,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     teacher, teacher_id = load_teacher(spec=spec, **settings)
     cfg = {"runs": args.runs, "depth": args.depth,
            "teacher": teacher.spec.to_dict(),  # type: ignore[attr-defined]
-           "max_queries": args.max_queries}
+           "max_queries": args.max_queries, "sample": args.sample, "seed": args.seed}
     try:
         result = teach(teacher, teacher_id, pooled, src.queries, src.docs, args.out, config=cfg,
                        chunk_size=args.chunk_size, show_progress=not args.no_progress)

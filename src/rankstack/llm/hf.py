@@ -13,7 +13,6 @@ from rankstack.llm.base import (
     NextTokenScores,
     Prompt,
     cut_at_stop,
-    logsumexp,
     per_prompt,
 )
 
@@ -76,6 +75,15 @@ class HFBackend(LLMBackend):
     @property
     def has_chat_template(self) -> bool:
         return self._chat
+
+    def _prompt_text(self, prompt: Prompt) -> str:
+        """The text :meth:`_input_ids` tokenizes (after the chat template, if any)."""
+        if isinstance(prompt, str):
+            return prompt
+        if self._chat:
+            return self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True,
+                                                      tokenize=False)
+        return "\n\n".join(m["content"] for m in prompt)
 
     def _input_ids(self, prompt: Prompt) -> list[int]:
         tok = self.tokenizer
@@ -154,8 +162,13 @@ class HFBackend(LLMBackend):
         """Next-token log-probabilities, :attr:`batch_size` left-padded prompts per forward
         pass (positions counted from each prompt's first real token)."""
         torch = self._torch
-        ids = [self._input_ids(p) for p in prompts]
-        cand_ids = {c: self._candidate_ids(c) for c in candidates}
+        from rankstack.rerank.answer import drop_tail
+
+        ids, answers = [], []
+        for p in prompts:
+            answer, tail = self.answer_ids(self._prompt_text(p), candidates)
+            ids.append(drop_tail(self._input_ids(p), tail, str(self.model_id)))
+            answers.append(answer)
         out: list[NextTokenScores] = [None] * len(ids)  # type: ignore[list-item]
         for chunk in self._chunks(ids):
             x, mask = self._left_pad([ids[i] for i in chunk])
@@ -167,7 +180,7 @@ class HFBackend(LLMBackend):
                 lp = torch.log_softmax(logits.float(), dim=-1).cpu()
             for row, i in enumerate(chunk):
                 out[i] = NextTokenScores(
-                    {c: logsumexp([float(lp[row, t]) for t in cand_ids[c]]) for c in candidates},
+                    {c: float(lp[row, t]) for c, t in zip(candidates, answers[i], strict=True)},
                     len(ids[i]))
         return out
 

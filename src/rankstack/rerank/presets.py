@@ -105,7 +105,20 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "query_prefix": "search_query: ", "passage_prefix": "search_document: ",
                      "trust_remote_code": True, "dtype": "fp32"},
     },
-    # "pe-rank": added with the published-checkpoint loader by the PE-Rank work (issue 16.7).
+}
+
+#: PE-Rank (Liu et al. 2024; pe_rank/src/ranker.py ListwiseEmbeddingRanker + evaluate.py): the
+#: reference prompt ("Passage {i}: [<PLACEHOLDER>]" blocks), BOS forced before the first output
+#: passage, raw hidden states scored against the projected embeddings (no normalisation), the
+#: encoder at 512 tokens (mean pooling, L2-normalised), windows 20 / stride 10. The published
+#: checkpoint's directory layout is read by rankstack.llm.pe_rank.published. The reference runs
+#: fp16 on CUDA; fp32 here (CPU-safe), override with settings.dtype=fp16.
+PRESETS["pe-rank"] = {
+    "family": "pe-rank",
+    "model": "liuqi6777/pe-rank-mistral-jina",
+    "settings": {"window": 20, "stride": 10, "dtype": "fp32", "layout": "reference",
+                 "normalize_hidden": False, "bos_before_output": True,
+                 "max_passage_tokens": 512},
 }
 
 #: preset -> the reference implementation (repository: file) its construction rules come from
@@ -127,4 +140,10 @@ REFERENCES: dict[str, str] = {
                   "Normalize modules)",
     "mpnet": "UKPLab/sentence-transformers: SentenceTransformer",
     "nomic-embed": "nomic-ai/nomic-embed-text-v1.5 model card (sentence-transformers usage)",
+    "pe-rank": "liuqi6777/pe_rank: src/ranker.py (ListwiseEmbeddingRanker), evaluate.py",
+}
+
+#: presets whose golden test lives with their family's tests rather than in tests/test_presets.py
+GOLDEN_TESTS_ELSEWHERE: dict[str, str] = {
+    "pe-rank": "tests/test_pe_rank_published.py",
 }
