@@ -47,13 +47,16 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def specs(tiny_bert_dir, tiny_t5_dir, tiny_llama_dir, tiny_llama_cls_dir, tiny_chat_llama):
+def specs(tiny_bert_dir, tiny_t5_dir, tiny_llama_dir, tiny_llama_cls_dir, tiny_chat_llama,
+          tiny_lightning_ir_dir):
     enc = {"dtype": "fp32", "batch_size": 4}
     return {
         "cross-encoder": {"family": "cross-encoder", "model": str(tiny_bert_dir),
                           "settings": enc},
         "bi-encoder": {"family": "bi-encoder", "model": str(tiny_bert_dir),
                        "settings": {**enc, "pooling": "mean"}},
+        "lightning-ir": {"family": "lightning-ir", "model": str(tiny_lightning_ir_dir),
+                         "settings": enc},
         "monot5": {"family": "monot5", "model": str(tiny_t5_dir), "settings": enc},
         "twolar": {"family": "twolar", "model": str(tiny_t5_dir), "settings": enc},
         "rankt5": {"family": "rankt5", "model": str(tiny_t5_dir), "settings": enc},
@@ -79,7 +82,8 @@ def test_every_registered_family_has_a_protocol_test(specs):
     assert set(families()) == set(specs)
 
 
-@pytest.mark.parametrize("family", ["cross-encoder", "bi-encoder", "monot5", "twolar", "rankt5",
+@pytest.mark.parametrize("family", ["cross-encoder", "bi-encoder", "lightning-ir", "monot5",
+                                    "twolar", "rankt5",
                                     "rankllama", "yes-no", "llm-listwise", "llm-pointwise",
                                     "pe-rank", "bm25", "fusion"])
 def test_family_through_the_protocol(family, specs):
@@ -136,28 +140,36 @@ def test_keep_policy_and_missing_query_and_empty_run(specs):
 
 def test_bm25_scores_the_candidates_among_themselves():
     import bm25s
+    import Stemmer
 
     from rankstack.retrieve.bm25 import TOKEN_PATTERN
 
-    rr = load_reranker({"family": "bm25", "settings": {"k1": 1.2, "b": 0.75}})
-    run = make_run()
-    out = rr.rerank(run, QUERIES, DOCS, depth=None)
-    # the capital-of-France query puts the passage about Paris first
-    assert out["q2"].doc_ids[0] == "d1"
-    # scores equal a bm25s index built over exactly q2's candidates
-    ids = run["q2"].doc_ids
-    import Stemmer
-
     stem = Stemmer.Stemmer("english")
-    corpus = bm25s.tokenize([DOCS[i].text for i in ids], token_pattern=TOKEN_PATTERN,
-                            stopwords="en", stemmer=stem, return_ids=False, show_progress=False)
-    ref = bm25s.BM25(k1=1.2, b=0.75)
-    ref.index(corpus, show_progress=False)
-    q = bm25s.tokenize(["capital of France"], token_pattern=TOKEN_PATTERN, stopwords="en",
-                       stemmer=stem, return_ids=False, show_progress=False)[0]
-    expected = dict(zip(ids, ref.get_scores(list(q)), strict=True))
-    got = out["q2"].scores()
-    assert all(got[i] == pytest.approx(float(expected[i]), abs=1e-5) for i in ids)
+
+    def reference(collection: list[str]) -> dict[str, float]:
+        corpus = bm25s.tokenize([DOCS[i].text for i in collection], token_pattern=TOKEN_PATTERN,
+                                stopwords="en", stemmer=stem, return_ids=False,
+                                show_progress=False)
+        ref = bm25s.BM25(k1=1.2, b=0.75)
+        ref.index(corpus, show_progress=False)
+        q = bm25s.tokenize(["capital of France"], token_pattern=TOKEN_PATTERN, stopwords="en",
+                           stemmer=stem, return_ids=False, show_progress=False)[0]
+        return dict(zip(collection, ref.get_scores(list(q)), strict=True))
+
+    run = make_run()
+    ids = run["q2"].doc_ids
+    pooled = list(dict.fromkeys(run["q1"].doc_ids + run["q2"].doc_ids))
+    for stats, collection in (("query", ids), ("run", pooled)):
+        rr = load_reranker({"family": "bm25", "settings": {"k1": 1.2, "b": 0.75,
+                                                            "stats": stats}})
+        out = rr.rerank(run, QUERIES, DOCS, depth=None)
+        # the capital-of-France query puts the passage about Paris first
+        assert out["q2"].doc_ids[0] == "d1"
+        # scores equal a bm25s index over q2's candidates / over every candidate of the run
+        expected = reference(collection)
+        got = out["q2"].scores()
+        assert all(got[i] == pytest.approx(float(expected[i]), abs=1e-5) for i in ids)
+        assert rr.journal_identity()["stats"] == stats
     # a query with no term among the candidates: all scores tie at 0, counted
     out = rr.rerank(make_run(), {**QUERIES, "q1": Query("q1", "zebra")}, DOCS, depth=3)
     assert rr.last_report.ties == 3
@@ -402,7 +414,7 @@ def test_rerank_cli_takes_one_spec_and_writes_the_report_beside_the_run(tmp_path
     assert len(run) == 2 and all(len(r) == 100 for r in run.values())
     rep = json.loads((tmp_path / "bm25.run.report.json").read_text())
     assert rep["pairs_scored"] == 10 and rep["settings"]["spec"]["settings"]["k1"] == 1.2
-    assert "nDCG@10" in rep["notes"] and "tied scores" in capsys.readouterr().out
+    assert "nDCG@10" in rep["notes"] and "tied scores" in capsys.readouterr().err
     # a fused re-ranker as a whole spec in a --config file
     cfg = tmp_path / "fused.yaml"
     cfg.write_text(yaml.safe_dump({"reranker": {

@@ -44,23 +44,29 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def check_pool(args: argparse.Namespace, src, pooled) -> None:
-    """Never silently drop work: an empty candidate run, or pooled queries without text
-    (a topics file lacking some), is an error naming the inputs, found before any model load."""
+def check_runs(args: argparse.Namespace, src) -> None:
+    """Never silently drop work: an empty candidate run, or run queries without text (a
+    topics file lacking some), is an error naming the inputs, found before any model load."""
     from rankstack.errors import InputError
 
     for spec, r in zip(args.runs, src.runs, strict=True):
         if len(r) == 0 or r.n_pairs == 0:
             raise InputError("candidate run has no candidates: nothing to teach", path=spec)
+    qids = list(dict.fromkeys(q for r in src.runs for q in r))
+    missing = [q for q in qids if q not in src.queries]
+    if missing:
+        where = ", ".join(map(str, args.topics)) or "the given sources (no --topics)"
+        raise InputError(f"{len(missing)} of {len(qids)} pooled queries have no text in "
+                         f"{where} (first: {', '.join(missing[:5])}); add their topics, or "
+                         f"drop them from the runs", field="topics")
+
+
+def check_pool(args: argparse.Namespace, src, pooled) -> None:
+    from rankstack.errors import InputError
+
     if len(pooled) == 0 or pooled.n_pairs == 0:
         raise InputError(f"no pooled candidates from {', '.join(map(str, args.runs))}: "
                          f"nothing to teach")
-    missing = [q for q in pooled if q not in src.queries]
-    if missing:
-        where = ", ".join(map(str, args.topics)) or "the given sources (no --topics)"
-        raise InputError(f"{len(missing)} of {len(pooled)} pooled queries have no text in "
-                         f"{where} (first: {', '.join(missing[:5])}); add their topics, or "
-                         f"drop them from the runs", field="topics")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args, base=args.teacher)
     settings = {"batch_size": args.batch_size, "threads": args.threads}
     src = load_sources(args.runs, topics=args.topics, corpus=args.corpus)
+    check_runs(args, src)
     pooled, stats = pool_candidates(src.runs, args.depth, src.queries, src.docs,
                                     on_missing_doc=args.on_missing_doc)
     if args.sample is not None:

@@ -131,6 +131,8 @@ class RunReranker(ABC):
             raise ConfigError(f"chunk_pairs must be a positive integer, not {chunk_pairs!r}")
         self.chunk_pairs = chunk_pairs
         self.last_report: RerankReport | None = None
+        #: the jobs of the current / last :meth:`rerank` call (after the input policies)
+        self.plan: list[RerankItem] = []
 
     # -- hooks ------------------------------------------------------------------------------
     @abstractmethod
@@ -178,6 +180,7 @@ class RunReranker(ABC):
         report = RerankReport(model=self.name, score_kind=self.score_kind, depth=depth)
         t0 = time.perf_counter()
         plan = self._plan(run, queries, docs, depth, max_queries, report)
+        self.plan = plan  # this call's jobs (hooks may look at all of them)
         self._begin(report)
 
         done: dict[str, Ranking] = {}

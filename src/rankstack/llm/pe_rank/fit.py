@@ -42,7 +42,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rankstack.errors import ConfigError, require
 from rankstack.llm.pe_rank.embedder import PassageEmbedder
@@ -73,8 +73,26 @@ STAGES = ("alignment", "ranking")
 #: TrainConfig keys that only mean something for cross-encoder students
 STUDENT_ONLY = ("backbone", "keep_layers", "loss", "loss_kwargs", "group_size",
                 "query_length", "doc_length")
-DATA_KEYS = {"corpus", "sources", "topics", "teacher_run", "window", "strategy", "depth",
-             "max_docs", "seed", "on_missing_doc"}
+
+
+@dataclass
+class PERankDataConfig:
+    """The ``data`` section of a PE-Rank training config (validated by its types)."""
+
+    corpus: list[str] = field(default_factory=list)  # JSONL corpora (stage 1: the passages)
+    sources: list[str] = field(default_factory=list)  # datasets giving query/passage text
+    topics: list[str] = field(default_factory=list)
+    teacher_run: str | None = None  # stage 2: a run written by `rankstack teach`
+    window: int = 20  # passages per training window
+    order: Literal["shuffled", "candidates"] = "shuffled"  # prompt order of a window
+    strategy: Literal["top", "top_and_random"] = "top_and_random"
+    depth: int | None = None  # teacher positions windows are drawn from (None: all)
+    max_docs: int | None = None  # stage 1: use only the first N passages
+    seed: int | None = None
+    on_missing_doc: Literal["skip_doc", "skip_query"] = "skip_doc"
+
+
+DATA_KEYS = {f.name for f in fields(PERankDataConfig)}
 
 
 @dataclass
@@ -139,14 +157,29 @@ class DocItems:
 class RankingWindows:
     """Stage-2 items: a teacher group builder's groups as :class:`RankingExample` windows.
 
-    The prompt order of a window is a seeded shuffle (seed, epoch, query), so the model cannot
-    learn the teacher's order from the positions; the target is the teacher's order.
+    The target is the teacher's order. The prompt order (``order``): ``shuffled`` - a seeded
+    shuffle (seed, epoch, query), so the positions say nothing; ``candidates`` - the order of
+    the first-stage runs ``first_stage`` (e.g. BM25), as windows arrive at inference (docs a
+    first-stage run lacks go last, in a seeded shuffle).
     """
 
-    def __init__(self, builder, docs: Mapping[str, Doc], seed: int = 0) -> None:
+    ORDERS = ("shuffled", "candidates")
+
+    def __init__(self, builder, docs: Mapping[str, Doc], seed: int = 0, *,
+                 order: str = "shuffled", first_stage: Sequence[Any] = ()) -> None:
+        if order not in self.ORDERS:
+            raise ConfigError(f"window order must be one of {', '.join(self.ORDERS)}, "
+                              f"not {order!r}")
+        if order == "candidates" and not first_stage:
+            raise ConfigError("order 'candidates' needs first-stage runs (data.sources)")
         self.builder = builder
         self.docs = docs
         self.seed = seed
+        self.order = order
+        self._ranks: dict[str, dict[str, int]] = {}
+        for run in first_stage:
+            for qid, ranking in run.items():
+                self._ranks.setdefault(qid, {d: i for i, d in enumerate(ranking.doc_ids)})
 
     def __len__(self) -> int:
         return len(self.builder)
@@ -159,6 +192,9 @@ class RankingWindows:
         best_first = sorted(range(len(g.doc_ids)), key=lambda i: (-g.targets[i], i))
         shown = list(range(len(g.doc_ids)))
         random.Random(f"{self.seed}/{epoch}/{g.query_id}/shown").shuffle(shown)
+        if self.order == "candidates":  # stable: unranked docs keep their shuffled order
+            ranks = self._ranks.get(g.query_id, {})
+            shown.sort(key=lambda i: ranks.get(g.doc_ids[i], len(ranks)))
         pos = {i: k for k, i in enumerate(shown)}
         docs = [self._doc(g.doc_ids[i], g.docs[i]) for i in shown]
         ex = RankingExample(g.query, docs, [pos[i] for i in best_first])
@@ -374,7 +410,38 @@ def load_items(stage: PERankStage, data: Mapping[str, Any], seed: int):
         depth=data.get("depth"), seed=dseed,
         on_missing_doc=data.get("on_missing_doc", "skip_doc"))
     log.info("ranking windows: %s", builder.stats.summary())
-    return RankingWindows(builder, src.docs, dseed)
+    return RankingWindows(builder, src.docs, dseed, order=data.get("order", "shuffled"),
+                          first_stage=src.runs)
+
+
+def validate_config(data: Mapping[str, Any], origin: str = "config",
+                    lines: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Check one YAML mapping of the ``task: pe-rank`` dialect (types, unknown keys; errors
+    name the file, line and key): trainer keys, ``pe_rank`` and ``data`` sections."""
+    from rankstack.schema import from_dataclass
+
+    lines = lines or {}
+    top = dict(data)
+    task = top.pop("task", "pe-rank")
+    if task != "pe-rank":
+        raise ConfigError(f"{origin}: task {task!r} mixed with a pe-rank config")
+    sections = {"pe_rank": from_dataclass(PERankStage, "the 'pe_rank' section",
+                                          exclude=("extra",)),
+                "data": from_dataclass(PERankDataConfig, "the 'data' section of a pe-rank "
+                                                         "config")}
+    out: dict[str, Any] = {"task": "pe-rank"}
+    for name, schema in sections.items():
+        section = top.pop(name, None)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise ConfigError(f"{origin}:{lines.get(name, '?')}: key {name!r}: expected a "
+                              f"mapping, got {section!r}")
+        out[name] = schema.validate(section, origin, {}, prefix=f"{name}.")
+    trainer = from_dataclass(TrainConfig, "'rankstack fit' (task: pe-rank)",
+                             exclude=STUDENT_ONLY)
+    out.update(trainer.validate(top, origin, lines))
+    return out
 
 
 def split_config(cfg: dict[str, Any]) -> tuple[TrainConfig, PERankStage, dict[str, Any]]:
