@@ -246,7 +246,7 @@ def test_yaml_task_through_rankstack_fit(dirs, tmp_path):
     s1 = {**common, "out_dir": str(tmp_path / "s1"),
           "pe_rank": {"stage": "alignment", "llm": str(llama), "embedder": str(bert),
                       "max_passage_tokens": BUDGET},
-          "data": {"corpus": str(corpus)}}
+          "data": {"corpus": [str(corpus)]}}
     s2 = {**common, "out_dir": str(tmp_path / "s2"),
           "pe_rank": {"stage": "ranking", "llm": str(llama), "embedder": str(bert),
                       "max_passage_tokens": BUDGET, "init": str(tmp_path / "s1" / "model")},
@@ -269,3 +269,11 @@ def test_yaml_task_through_rankstack_fit(dirs, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**s1, "task": "nope"}))
     assert main(["fit", "--config", str(bad)]) == 2
+    # types are checked before any model is loaded, naming the key
+    from rankstack.cli.fit import resolve
+
+    bad.write_text(yaml.safe_dump({**s1, "pe_rank": {**s1["pe_rank"], "kl_weight": "high"}}))
+    with pytest.raises(ConfigError, match="pe_rank.kl_weight"):
+        resolve([str(bad)], [])
+    with pytest.raises(ConfigError, match="data.window"):
+        resolve([str(tmp_path / "s2.yaml")], ["data.window=many"])

@@ -42,7 +42,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rankstack.errors import ConfigError, require
 from rankstack.llm.pe_rank.embedder import PassageEmbedder
@@ -73,8 +73,25 @@ STAGES = ("alignment", "ranking")
 #: TrainConfig keys that only mean something for cross-encoder students
 STUDENT_ONLY = ("backbone", "keep_layers", "loss", "loss_kwargs", "group_size",
                 "query_length", "doc_length")
-DATA_KEYS = {"corpus", "sources", "topics", "teacher_run", "window", "strategy", "depth",
-             "max_docs", "seed", "on_missing_doc"}
+
+
+@dataclass
+class PERankDataConfig:
+    """The ``data`` section of a PE-Rank training config (validated by its types)."""
+
+    corpus: list[str] = field(default_factory=list)  # JSONL corpora (stage 1: the passages)
+    sources: list[str] = field(default_factory=list)  # datasets giving query/passage text
+    topics: list[str] = field(default_factory=list)
+    teacher_run: str | None = None  # stage 2: a run written by `rankstack teach`
+    window: int = 20  # passages per training window
+    strategy: Literal["top", "top_and_random"] = "top_and_random"
+    depth: int | None = None  # teacher positions windows are drawn from (None: all)
+    max_docs: int | None = None  # stage 1: use only the first N passages
+    seed: int | None = None
+    on_missing_doc: Literal["skip_doc", "skip_query"] = "skip_doc"
+
+
+DATA_KEYS = {f.name for f in fields(PERankDataConfig)}
 
 
 @dataclass
@@ -375,6 +392,36 @@ def load_items(stage: PERankStage, data: Mapping[str, Any], seed: int):
         on_missing_doc=data.get("on_missing_doc", "skip_doc"))
     log.info("ranking windows: %s", builder.stats.summary())
     return RankingWindows(builder, src.docs, dseed)
+
+
+def validate_config(data: Mapping[str, Any], origin: str = "config",
+                    lines: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Check one YAML mapping of the ``task: pe-rank`` dialect (types, unknown keys; errors
+    name the file, line and key): trainer keys, ``pe_rank`` and ``data`` sections."""
+    from rankstack.schema import from_dataclass
+
+    lines = lines or {}
+    top = dict(data)
+    task = top.pop("task", "pe-rank")
+    if task != "pe-rank":
+        raise ConfigError(f"{origin}: task {task!r} mixed with a pe-rank config")
+    sections = {"pe_rank": from_dataclass(PERankStage, "the 'pe_rank' section",
+                                          exclude=("extra",)),
+                "data": from_dataclass(PERankDataConfig, "the 'data' section of a pe-rank "
+                                                         "config")}
+    out: dict[str, Any] = {"task": "pe-rank"}
+    for name, schema in sections.items():
+        section = top.pop(name, None)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise ConfigError(f"{origin}:{lines.get(name, '?')}: key {name!r}: expected a "
+                              f"mapping, got {section!r}")
+        out[name] = schema.validate(section, origin, {}, prefix=f"{name}.")
+    trainer = from_dataclass(TrainConfig, "'rankstack fit' (task: pe-rank)",
+                             exclude=STUDENT_ONLY)
+    out.update(trainer.validate(top, origin, lines))
+    return out
 
 
 def split_config(cfg: dict[str, Any]) -> tuple[TrainConfig, PERankStage, dict[str, Any]]:
