@@ -15,18 +15,21 @@ CPU device) no Fabric is started and the same code runs as rank 0 of 1.
 2. shards the unfinished queries over the ranks, balanced by text length (query + passage
    characters of the candidates to score; longest first, each to the least loaded rank), each
    shard kept in run order;
-3. re-ranks its shard in groups of about ``chunk_pairs`` pairs (at most ``chunk_queries``
-   queries) with the one re-ranker it was given (``reranker.rerank(run, queries, docs)``,
-   every depth / missing-doc policy is the re-ranker's), appending each finished group to its
-   own journal (flushed and fsynced);
+3. re-ranks its shard group by group with the one re-ranker it was given
+   (``reranker.rerank(run, queries, docs)``; every depth / missing-doc policy is the
+   re-ranker's), appending each finished group to its own journal (flushed and fsynced).
+   Groups (about ``chunk_pairs`` pairs, at most ``chunk_queries`` queries, consecutive in run
+   order) are cut from the whole run, not from a shard, and sharded whole; a group with any
+   query missing from the journals is redone whole. So the re-ranker sees the same groups,
+   hence the same batches, on any number of ranks and after any resume;
 4. waits for all ranks; rank 0 reads all journals back and returns the merged Run in the
    candidates' query order (other ranks return ``None``).
 
 A kill of any rank ends the job (Lightning's launcher stops the others); running the same
 command again resumes: finished queries come from the journals, whatever the number of ranks
-now, and only the rest is re-ranked. Rankings are the re-ranker's, so the merged run holds the
-same documents in the same order as a single-process run; scores may differ within the
-dtype's round-off, because batches are formed from other neighbours.
+now, and only the rest is re-ranked. With deterministic kernels (CPU, the same threads per
+process) the merged run is the single-process run exactly, in any dtype; on GPUs scores may
+differ within the dtype's round-off.
 """
 
 from __future__ import annotations
@@ -182,10 +185,15 @@ class ShardedJournal:
     def journal(self, rank: int) -> RankingJournal:
         return RankingJournal(self.path(rank), self.header)
 
-    def load(self) -> dict[str, Ranking]:
-        """Rankings recorded by any rank (a header of another job: ConfigError)."""
+    def load(self, latest: bool = False) -> dict[str, Ranking]:
+        """Rankings recorded by any rank (a header of another job: ConfigError). A query
+        recorded twice (its group was redone after a kill) keeps its first record, or with
+        ``latest`` the one in the most recently modified journal."""
         done: dict[str, Ranking] = {}
-        for p in self.paths():
+        paths = self.paths()
+        if latest:
+            paths.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for p in paths:
             for qid, r in RankingJournal(p, self.header).load().items():
                 done.setdefault(qid, r)
         return done
@@ -281,7 +289,7 @@ _NOT_SUMMED = {"depth", "seconds", "pairs_per_second", "wall_s", "queries", "res
 def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
                    docs: Mapping[str, Doc], *, journal: str | os.PathLike[str],
                    header: Mapping[str, Any] | None = None, ranks: Ranks | None = None,
-                   depth: int | None = None, chunk_pairs: int = 1024,
+                   depth: int | None = None, chunk_pairs: int = 256,
                    chunk_queries: int | None = None, name: str | None = None,
                    show_progress: bool = True) -> ShardedResult:
     """Re-rank ``run`` with ``reranker`` over the ranks of ``ranks`` (see the module doc).
@@ -330,11 +338,16 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     t0 = time.perf_counter()
     done = sj.load()
     ranks.barrier()  # nobody appends before every rank has read what is done
-    pending = [q for q in plan if q not in done]
-    shards = shard_by_cost([costs[q] for q in pending], ranks.world_size)
-    mine = [pending[i] for i in shards[ranks.rank]]
+    # Groups come from the whole plan, never from a shard: the re-ranker sees the same groups
+    # (so the same batches and scores) on any number of ranks and after any resume.
+    groups = [g for g in _groups(plan, sizes, chunk_pairs, chunk_queries)
+              if any(q not in done for q in g)]
+    shards = shard_by_cost([sum(costs[q] for q in g) for g in groups], ranks.world_size)
+    mine_groups = [groups[i] for i in shards[ranks.rank]]
+    mine = [q for g in mine_groups for q in g]
+    n_pending = sum(len(g) for g in groups)
     log.info("rank %d/%d: %d of %d pending queries (%d resumed)", ranks.rank, ranks.world_size,
-             len(mine), len(pending), len(plan) - len(pending))
+             len(mine), n_pending, len(plan) - n_pending)
 
     totals: dict[str, float] = {}
     dropped: list[str] = []
@@ -350,7 +363,7 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
         if bar is not None:
             stack.callback(bar.close)
         jw = stack.enter_context(sj.journal(ranks.rank).writer()) if mine else None
-        for group in _groups(mine, sizes, chunk_pairs, chunk_queries):
+        for group in mine_groups:
             sub = Run({q: run[q] for q in group}, name=run.name)
             out = reranker.rerank(sub, queries, docs)
             got = [out[q] for q in group if q in out]
@@ -367,8 +380,7 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
             "seconds": round(mine_s, 3), "dropped": dropped, "stats": totals}
     everyone = ranks.gather(info)  # also the barrier: all journals are complete now
     result = ShardedResult(None, sj, ranks.rank, ranks.world_size, queries=len(plan),
-                           resumed_queries=len(plan) - len(pending),
-                           scored_queries=len(pending),
+                           resumed_queries=len(plan) - n_pending, scored_queries=n_pending,
                            pairs_scored=sum(i["pairs"] for i in everyone))
     result.per_rank = [{k: i[k] for k in ("rank", "queries", "pairs", "seconds")}
                        for i in everyone]
@@ -379,7 +391,7 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     if not ranks.is_zero:
         result.seconds = time.perf_counter() - t0
         return result
-    done = sj.load()
+    done = sj.load(latest=True)
     skipped = {q for i in everyone for q in i["dropped"]}
     lost = [q for q in plan if q not in done and q not in skipped]
     if lost:
