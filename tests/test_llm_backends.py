@@ -18,6 +18,12 @@ from rankstack.errors import ConfigError, MissingDependencyError
 from rankstack.records import Run
 
 
+def rerank_and_report(rr, *args, **kw):
+    """The re-ranked run and the re-ranker's report of that call (``last_report``)."""
+    out = rr.rerank(*args, **kw)
+    return out, rr.last_report
+
+
 @pytest.fixture(scope="module")
 def hf_backend(tiny_chat_llama):
     import torch
@@ -64,7 +70,7 @@ def test_hf_pointwise_mechanics(hf_backend, dl19):
 
     run = small_run(dl19, 2, 6)
     rr = PointwiseLLMReranker(hf_backend, max_passage_tokens=24)
-    out, report = rr.rerank(run, dl19.queries, dl19.docs, depth=4, progress=False)
+    out, report = rerank_and_report(rr, run, dl19.queries, dl19.docs, depth=4)
     for q in run:
         assert sorted(out[q].doc_ids) == sorted(run[q].doc_ids)
         assert out[q].doc_ids[4:] == run[q].doc_ids[4:]  # tail kept below, in order
@@ -97,8 +103,8 @@ def test_cache_makes_reruns_free_and_resumes(hf_backend, dl19, tmp_path):
     def go(max_queries=None):
         rr = ListwiseLLMReranker(hf_backend, window=4, stride=2, max_passage_tokens=12,
                                  cache=cache)
-        return rr.rerank(run, dl19.queries, dl19.docs, depth=8, max_queries=max_queries,
-                         progress=False)
+        return rerank_and_report(rr, run, dl19.queries, dl19.docs, depth=8,
+                                 max_queries=max_queries)
 
     # an "interrupted" run that got through one query
     part, r0 = go(max_queries=1)
@@ -141,9 +147,9 @@ def test_interrupted_run_resumes_from_the_cache(hf_backend, dl19, tmp_path, monk
 
     monkeypatch.setattr(hf_backend, "generate", crash_after_four)
     with pytest.raises(KeyboardInterrupt):
-        rr.rerank(run, dl19.queries, dl19.docs, depth=8, progress=False)
+        rr.rerank(run, dl19.queries, dl19.docs, depth=8)
     monkeypatch.setattr(hf_backend, "generate", real_generate)
-    _, report = rr.rerank(run, dl19.queries, dl19.docs, depth=8, progress=False)
+    _, report = rerank_and_report(rr, run, dl19.queries, dl19.docs, depth=8)
     assert report.total.cache_hits == 4 and report.total.calls == 2
     cache.close()
 
@@ -157,7 +163,7 @@ def test_hf_without_chat_template_uses_plain_prompt(tiny_chat_llama, dl19):
     rr = PointwiseLLMReranker(b, max_passage_tokens=16)
     msgs = rr.template.render_pointwise("q", "p", chat=b.has_chat_template)
     assert msgs[-1]["content"].endswith("\nAnswer:")
-    out, report = rr.rerank(small_run(dl19, 1, 3), dl19.queries, dl19.docs, progress=False)
+    out, report = rerank_and_report(rr, small_run(dl19, 1, 3), dl19.queries, dl19.docs)
     assert report.total.calls == 3 and all(math.isfinite(d.score) for r in out.values() for d in r)
     assert b.cache_identity() != "hf:" + b.model_id  # settings that change outputs are in keys
 
@@ -265,7 +271,7 @@ def test_http_pointwise_logprobs_and_bounded_concurrency(dl19):
 
     b = OpenAIBackend("m", transport=httpx.MockTransport(handler), max_concurrency=2)
     run = small_run(dl19, 2, 5)
-    out, report = PointwiseLLMReranker(b).rerank(run, dl19.queries, dl19.docs, progress=False)
+    out, report = rerank_and_report(PointwiseLLMReranker(b), run, dl19.queries, dl19.docs)
     assert state["max"] <= 2
     assert report.total.calls == 10 and report.notes["answers_missing_from_top_logprobs"] == 0
     for q in run:
@@ -308,14 +314,12 @@ def test_gguf_listwise_and_pointwise(gguf_backend, dl19):
 
     assert gguf_backend.has_chat_template
     run = small_run(dl19, 2, 5)
-    out, report = ListwiseLLMReranker(gguf_backend, window=5, stride=5, max_passage_tokens=40) \
-        .rerank(run, dl19.queries, dl19.docs, progress=False)
+    out, report = rerank_and_report(ListwiseLLMReranker(gguf_backend, window=5, stride=5, max_passage_tokens=40), run, dl19.queries, dl19.docs)
     assert report.total.calls == 2 and report.repairs["windows"] == 2
     assert report.total.completion_tokens > 0
     for q in run:
         assert sorted(out[q].doc_ids) == sorted(run[q].doc_ids)
-    out, report = PointwiseLLMReranker(gguf_backend, max_passage_tokens=40) \
-        .rerank(run, dl19.queries, dl19.docs, progress=False)
+    out, report = rerank_and_report(PointwiseLLMReranker(gguf_backend, max_passage_tokens=40), run, dl19.queries, dl19.docs)
     assert report.total.calls == 10
     scores = [d.score for q in out for d in out[q]]
     assert all(math.isfinite(s) for s in scores) and len(set(scores)) > 1
@@ -384,18 +388,15 @@ def test_openai_backend_against_llama_cpp_server(llama_server, gguf_backend, dl1
     b = OpenAIBackend("smollm2", base_url=llama_server, max_concurrency=2, timeout=60)
     run = small_run(dl19, 2, 3)
     cache = LLMCache(tmp_path / "c")
-    out, report = ListwiseLLMReranker(b, window=3, stride=3, max_passage_tokens=30, cache=cache) \
-        .rerank(run, dl19.queries, dl19.docs, progress=False)
+    out, report = rerank_and_report(ListwiseLLMReranker(b, window=3, stride=3, max_passage_tokens=30, cache=cache), run, dl19.queries, dl19.docs)
     assert report.total.calls == 2 and report.total.prompt_tokens > 0
     for q in run:
         assert sorted(out[q].doc_ids) == sorted(run[q].doc_ids)
-    out, report = PointwiseLLMReranker(b, max_passage_tokens=30, cache=cache) \
-        .rerank(run, dl19.queries, dl19.docs, progress=False)
+    out, report = rerank_and_report(PointwiseLLMReranker(b, max_passage_tokens=30, cache=cache), run, dl19.queries, dl19.docs)
     # DL19 holds duplicate passages: identical prompts may already be cache hits
     assert report.total.calls + report.total.cache_hits == 6 and report.total.calls >= 4
     assert all(math.isfinite(d.score) for q in out for d in out[q])
-    _, again = PointwiseLLMReranker(b, max_passage_tokens=30, cache=cache) \
-        .rerank(run, dl19.queries, dl19.docs, progress=False)
+    _, again = rerank_and_report(PointwiseLLMReranker(b, max_passage_tokens=30, cache=cache), run, dl19.queries, dl19.docs)
     assert again.total.calls == 0 and again.total.cache_hits == 6
     # the server and the in-process GGUF backend see the same prompt and give the same
     # next-token log-probs (same model file, same chat template)
@@ -418,7 +419,7 @@ def test_openai_backend_against_llama_cpp_server(llama_server, gguf_backend, dl1
         "--mode", "pointwise", "--candidates", "dl19", "--depth", "2", "--max-queries", "1",
         "--max-concurrency", "2", "--out", str(tmp_path / "http.txt"), "--no-progress"])
     assert args.func(args) == 0
-    report = json.loads((tmp_path / "http.txt.llm.json").read_text())
+    report = json.loads((tmp_path / "http.txt.report.json").read_text())
     assert report["backend"]["backend"] == "openai" and report["total"]["calls"] == 2
 
 
@@ -442,12 +443,12 @@ def test_llm_rerank_cli(tiny_chat_llama, tmp_path):
     assert args.func(args) == 0
     run = read_run(out)
     assert len(run) == 2 and all(len(r) == 100 for r in run.rankings.values())
-    report = json.loads((tmp_path / "run.txt.llm.json").read_text())
+    report = json.loads((tmp_path / "run.txt.report.json").read_text())
     assert report["total"]["calls"] == 6 and report["mode"] == "pointwise"
     assert "nDCG@10" in report["notes"]
     args = parser.parse_args(argv)
     assert args.func(args) == 0
-    report = json.loads((tmp_path / "run.txt.llm.json").read_text())
+    report = json.loads((tmp_path / "run.txt.report.json").read_text())
     assert report["total"]["calls"] == 0 and report["total"]["cache_hits"] == 6
 
 

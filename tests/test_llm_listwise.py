@@ -142,6 +142,12 @@ def test_broken_raw_ids_from_a_window_ranker_are_repaired():
 # noise, so these tests check mechanics (prompts, parsing, repair counts, the final Run),
 # never ranking quality.
 
+def rerank_and_report(rr, *args, **kw):
+    """The re-ranked run and the re-ranker's report of that call (``last_report``)."""
+    out = rr.rerank(*args, **kw)
+    return out, rr.last_report
+
+
 @pytest.fixture(scope="module")
 def hf_backend(tiny_chat_llama):
     import torch
@@ -171,7 +177,7 @@ def test_hf_listwise_mechanics(hf_backend, dl19_small, template):
 
     ds, run = dl19_small
     rr = ListwiseLLMReranker(hf_backend, template, window=6, stride=3, max_passage_tokens=16)
-    out, report = rr.rerank(run, ds.queries, ds.docs, depth=10, progress=False)
+    out, report = rerank_and_report(rr, run, ds.queries, ds.docs, depth=10)
     assert list(out) == list(run)
     for q in run:
         # exactly the input candidates, re-ranked head then the untouched tail

@@ -16,6 +16,10 @@ Config (YAML, see ``configs/pipeline_dl19.yaml``)::
       depth: 100                  # keep the top-depth of the retrieved run
     rerank:                       # one stage or a list (each re-ranks the previous output)
       - {name: minilm, model: null, family: null, depth: 100, settings: {}}
+      # each stage is a re-ranker spec (rankstack.rerank.spec: model, family or preset,
+      # backend, settings, members for fusion) plus its name and depth, e.g.
+      # - {name: llm, family: llm-listwise, backend: gguf,
+      #    model: bundled:SmolLM2-135M-Instruct, depth: 20, settings: {window: 10}}
     evaluate: {measures: [nDCG@10, RR@10, R@100]}
 
 Caching: each stage's key is :func:`rankstack.config.config_hash` of its own config, the
@@ -50,7 +54,7 @@ log = logging.getLogger("rankstack.pipeline")
 
 TOP_KEYS = {"name", "dataset", "output_dir", "queries", "retrieve", "rerank", "evaluate"}
 RETRIEVE_KEYS = {"candidates", "bm25", "dense", "fusion", "depth"}
-RERANK_KEYS = {"name", "model", "family", "depth", "settings"}
+RERANK_KEYS = {"name", "model", "family", "preset", "backend", "members", "depth", "settings"}
 CACHE_FORMAT = 1
 
 
@@ -169,6 +173,11 @@ def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"rerank[{i}].name {st['name']!r} must be a unique name of "
                               f"letters, digits, - and _")
         names.add(st["name"])
+        from rankstack.rerank.spec import SPEC_KEYS, resolve_spec
+
+        # a bad family, preset or spec key fails here, before any stage runs
+        resolve_spec({k: st[k] for k in SPEC_KEYS if st.get(k) is not None},
+                     where=f"rerank[{i}]")
         stages.append(st)
     out["rerank"] = stages
     ev = out.get("evaluate") or {}
@@ -193,6 +202,8 @@ class Pipeline:
         self.show_progress = show_progress
         self._dataset = None
         self._docs: dict[str, Doc] | None = None
+        #: the re-ranking report of each computed stage (written into its meta)
+        self.reports: dict[str, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- data
     @property
@@ -273,6 +284,7 @@ class Pipeline:
                 "scorer": scorers[0] if len(scorers) == 1 else ",".join(scorers),
                 "n_queries": len(run), "n_pairs": run.n_pairs, "seconds": round(seconds, 3),
                 "empty_queries": [q for q, r in run.items() if not len(r)],
+                **({"report": self.reports[stage]} if stage in self.reports else {}),
                 "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with atomic_write(self.out / f"{stage}.meta.json") as fh:  # last: marks a valid cache
             json.dump(meta, fh, indent=2, default=str)
@@ -384,21 +396,24 @@ class Pipeline:
         return r
 
     def _rerank(self, st: Mapping[str, Any], run: Run, queries: dict[str, Query]) -> Run:
-        from rankstack.rerank.reranker import Reranker
+        from rankstack.rerank.spec import SPEC_KEYS, load_reranker
 
+        spec = {k: st[k] for k in SPEC_KEYS if st.get(k) is not None}
         settings = dict(st.get("settings") or {})
         settings.setdefault("show_progress", self.show_progress)
-        ckey = config_hash({"model": st.get("model"), "family": st.get("family"),
-                            "settings": settings})
+        spec["settings"] = settings
+        ckey = config_hash(spec)
         cache = self.reranker_cache
         reranker = cache.get(ckey) if cache is not None else None
         if reranker is None:
-            reranker = Reranker.from_pretrained(model=st.get("model"), family=st.get("family"),
-                                                **settings)
+            reranker = load_reranker(spec, where=f"rerank stage {st['name']!r}")
             if cache is not None:
                 cache[ckey] = reranker
         try:
-            return reranker.rerank(run, queries, self.docs(), depth=st["depth"])
+            out = reranker.rerank(run, queries, self.docs(), depth=st["depth"])
+            if reranker.last_report is not None:
+                self.reports[st["name"]] = reranker.last_report.to_dict()
+            return out
         finally:
             if cache is None:
                 reranker.close()

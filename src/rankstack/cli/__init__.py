@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "retrieve": "rankstack.cli.retrieve",
     "corpus": "rankstack.cli.corpus",
     "evaluate": "rankstack.cli.evaluate",
+    "compare": "rankstack.cli.compare",
     "datasets": "rankstack.cli.datasets",
     "teach": "rankstack.cli.teach",
     "fit": "rankstack.cli.fit",

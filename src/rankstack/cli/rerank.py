@@ -1,9 +1,16 @@
-"""``rankstack rerank``: re-rank a candidate run with a cross-encoder, bi-encoder or other family."""
+"""``rankstack rerank``: re-rank a candidate run with any re-ranker family (one spec).
+
+The re-ranker is a spec (:mod:`rankstack.rerank.spec`): ``--model``, ``--family`` or
+``--preset``, ``--backend``, settings from ``--set KEY=VALUE`` and the typed flags below, or a
+whole spec as ``reranker:`` in a ``--config`` YAML / ``--reranker '{...}'`` (e.g. a fusion).
+``llm-rerank`` is this command with an LLM family preselected (``--mode``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +26,77 @@ def _setting(text: str) -> tuple[str, Any]:
     return key.replace("-", "_"), yaml.safe_load(value)
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "rerank", help="re-rank a candidate run with a neural model into a TREC run",
-        description="Scores the top --depth candidates of each query and re-sorts them; "
-                    "candidates below depth follow in their original order. With no --model, "
-                    "the bundled all-MiniLM-L6-v2 bi-encoder is used (offline). The family is "
-                    "never guessed: give --family unless the model's config.json records "
-                    "rankstack_family. Finished queries go to OUT.journal.jsonl as they are "
-                    "done: re-running an interrupted command resumes from it.")
-    add_config_arg(p)
-    p.add_argument("--model", default=None, help="hub id or local directory (default: bundled "
-                                                  "MiniLM bi-encoder)")
+def _yaml_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"not valid YAML/JSON: {exc}") from None
+
+
+#: typed flags that become re-ranker settings when given (dest -> help)
+SETTING_FLAGS: dict[str, tuple[type, str]] = {
+    "batch_size": (int, "pairs per model batch"),
+    "threads": (int, "CPU threads (scorer default 1)"),
+    "workers": (int, "score with N worker processes (pointwise families; each with --threads "
+                     "threads, default 1); on small CPUs faster than more threads"),
+    "dtype": (str, "auto | fp32 | bf16 | bf16-mixed (encoder families; auto = bf16 where the "
+                   "CPU has AMX/AVX512-BF16); LLM hf backend also float32/bfloat16"),
+    "quantize": (str, "int8: ONNX dynamic int8 (changes rankings)"),
+    "query_length": (int, "query token budget"),
+    "doc_length": (int, "passage token budget"),
+    "max_length": (int, "cap on the whole input"),
+    "device": (str, "cpu (default) or cuda"),
+    "template": (str, "LLM families: built-in template (rankzephyr, rankgpt, yesno) or YAML"),
+    "window": (int, "llm-listwise / pe-rank: window size (default 20)"),
+    "stride": (int, "llm-listwise / pe-rank: window stride (default 10)"),
+    "passes": (int, "llm-listwise / pe-rank: sliding passes (default 1)"),
+    "max_passage_tokens": (int, "LLM families: passage token budget"),
+    "cache_dir": (str, "LLM families: on-disk call cache (resume / reruns cost nothing)"),
+    "n_ctx": (int, "gguf backend: context length"),
+    "base_url": (str, "openai backend: API root, e.g. http://127.0.0.1:8000/v1"),
+    "api_key_env": (str, "openai backend: environment variable holding the API key"),
+    "max_concurrency": (int, "openai backend: parallel requests"),
+}
+
+
+def add_spec_args(p: argparse.ArgumentParser, *, what: str = "re-ranker") -> None:
+    """The spec flags shared by rerank, llm-rerank, teach and serve."""
+    p.add_argument("--model", default=None,
+                   help=f"{what} model: hub id, local dir, bundled:<name>, .gguf file or served "
+                        f"model name (default: the bundled MiniLM bi-encoder)")
     p.add_argument("--family", default=None,
-                   help="scorer family, e.g. cross-encoder, bi-encoder, monot5 (registry)")
+                   help="family: cross-encoder, bi-encoder, monot5, twolar, rankt5, rankllama, "
+                        "yes-no, llm-listwise, llm-pointwise, pe-rank, bm25, fusion")
+    p.add_argument("--preset", default=None, help="a named preset (rankstack.rerank.presets)")
+    p.add_argument("--backend", default=None,
+                   help="what runs the model: hf | gguf | openai (LLM families), torch | onnx "
+                        "(encoder families)")
+    p.add_argument("--set", "--setting", dest="setting", type=_setting, action="append",
+                   default=[], metavar="KEY=VALUE",
+                   help="a family setting (repeatable), e.g. --set doc_length=256")
+
+
+def add_parser(sub, name: str = "rerank", *, llm_alias: bool = False) -> None:
+    p = sub.add_parser(
+        name, help=("re-rank candidates with an LLM (alias of 'rerank' with an LLM family)"
+                    if llm_alias else "re-rank a candidate run with any re-ranker into a TREC run"),
+        description="Re-ranks the top --depth candidates of each query; candidates below depth "
+                    "follow in their original order. With no --model, the bundled "
+                    "all-MiniLM-L6-v2 bi-encoder is used (offline). The family is never "
+                    "guessed: give --family (or --preset) unless the model's config.json "
+                    "records rankstack_family. Finished queries go to OUT.journal.jsonl: "
+                    "re-running an interrupted command resumes from it. The report (counts, "
+                    "budgets, ties, LLM usage) is written to OUT.report.json.")
+    add_config_arg(p)
+    add_spec_args(p)
+    if llm_alias:
+        p.add_argument("--mode", choices=["listwise", "pointwise"], default="listwise",
+                       help="family llm-listwise (default) or llm-pointwise")
+    p.add_argument("--reranker", type=_yaml_value, default=None,
+                   help="a whole spec as YAML/JSON, e.g. '{family: fusion, members: [...]}' "
+                        "(in a --config file: the key 'reranker')")
     p.add_argument("--candidates", default=None,
                    help="dataset name (dl19, dl20, ...) or retrieve-results JSON with passages")
     p.add_argument("--run", default=None, help="TREC run to re-rank (replaces the candidates' "
@@ -40,85 +104,115 @@ def add_parser(sub) -> None:
     p.add_argument("--topics", default=None, help="topics file (qid<TAB>text)")
     p.add_argument("--corpus", default=None, help="JSONL corpus with the passage texts")
     p.add_argument("--depth", type=int, default=100, help="candidates re-ranked per query")
+    p.add_argument("--max-queries", type=int, default=None, help="only the first N queries")
     p.add_argument("--out", required=True, help="output TREC run (written atomically)")
     p.add_argument("--run-tag", default=None, help="TREC run tag (default: derived)")
-    p.add_argument("--batch-size", type=int, default=None, help="pairs per model batch")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (scorer default 1)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="score with N worker processes (each with --threads threads, default "
-                        "1); on small CPUs faster than more threads")
-    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "bf16-mixed"], default=None,
-                   help="auto = bf16 where the CPU has AMX/AVX512-BF16, else fp32; bf16-mixed = "
-                        "fp32 weights + bf16 autocast (closer to fp32, a little slower)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default=None,
-                   help="encoder families: torch (default) or ONNX Runtime (fp32, cached export)")
-    p.add_argument("--quantize", choices=["int8"], default=None,
-                   help="ONNX dynamic int8 (changes rankings; see benchmarks/rerank_throughput.py)")
-    p.add_argument("--query-length", type=int, default=None, help="query token budget")
-    p.add_argument("--doc-length", type=int, default=None, help="passage token budget")
-    p.add_argument("--max-length", type=int, default=None, help="cap on the whole input")
-    p.add_argument("--device", default=None, help="cpu (default) or cuda")
-    p.add_argument("--on-missing", choices=["raise", "skip"], default="raise",
-                   help="doc/query ids without text: error (default) or skip and count")
-    p.add_argument("--setting", type=_setting, action="append", default=[], metavar="KEY=VALUE",
-                   help="other scorer setting (repeatable), e.g. pooling=mean")
-    p.add_argument("--stats", default=None, help="write the re-ranking stats as JSON here")
+    for dest, (typ, text) in SETTING_FLAGS.items():
+        p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=typ, default=None,
+                       help=text)
+    p.add_argument("--on-missing", choices=["raise", "skip", "keep"], default=None,
+                   help="doc/query ids without text: error (default), skip, or keep below the "
+                        "re-ranked docs; counted")
+    p.add_argument("--stats", default=None, help="also write the report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, llm_alias=llm_alias)
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
+def spec_from_args(args: argparse.Namespace, *, base: Any = None) -> dict[str, Any]:
+    """The re-ranker spec the flags (and a ``reranker``/``teacher`` mapping) describe."""
     from rankstack.errors import ConfigError
 
-    out: dict[str, Any] = {}
-    items = args.setting
+    spec: dict[str, Any] = {}
+    if base is not None:
+        if not isinstance(base, dict):
+            raise ConfigError(f"the re-ranker spec must be a mapping, got {type(base).__name__}")
+        spec = json.loads(json.dumps(base))
+    for key in ("model", "family", "preset", "backend"):
+        v = getattr(args, key, None)
+        if v is not None:
+            spec[key] = v
+    if getattr(args, "llm_alias", False) and "family" not in spec and "preset" not in spec:
+        spec["family"] = f"llm-{args.mode}"
+    settings = dict(spec.get("settings") or {})
+    items = getattr(args, "setting", None) or []
     if isinstance(items, dict):  # from YAML: setting: {pooling: mean}
         items = list(items.items())
-    for item in items or []:
+    for item in items:
         if isinstance(item, str):
             try:
                 item = _setting(item)
             except argparse.ArgumentTypeError as exc:
                 raise ConfigError(str(exc)) from None
         k, v = item
-        out[k] = v
-    for key in ("batch_size", "threads", "workers", "dtype", "backend", "quantize", "query_length",
-                "doc_length", "max_length", "device"):
-        v = getattr(args, key)
+        settings[str(k).replace("-", "_")] = v
+    for key in SETTING_FLAGS:
+        v = getattr(args, key, None)
         if v is not None:  # only what was asked: other families take other settings
-            out[key] = v
-    return out
+            settings[key] = v
+    if getattr(args, "on_missing", None) is not None:
+        settings["on_missing"] = args.on_missing
+    if getattr(args, "no_progress", False):
+        settings["show_progress"] = False
+    if settings:
+        spec["settings"] = settings
+    return spec
 
 
 def run(args: argparse.Namespace) -> int:
     from rankstack.datasets import load_dataset
     from rankstack.errors import ConfigError
-    from rankstack.io import atomic_write, write_run
-    from rankstack.rerank.reranker import Reranker
+    from rankstack.io import write_run
+    from rankstack.rerank.spec import load_reranker
 
     if not args.candidates and not args.run:
         raise ConfigError("give --candidates (dataset or retrieve-results JSON) or --run")
+    spec = spec_from_args(args, base=args.reranker)
     ds = load_dataset(args.candidates or "files", run=args.run, topics=args.topics,
                       corpus=args.corpus)
     if ds.run is None:
         raise ConfigError(f"{args.candidates}: no candidate run (give --run)")
     if not ds.docs:
         raise ConfigError("no passage texts: give --candidates with passages or --corpus")
-    reranker = Reranker.from_pretrained(args.model, args.family, depth=args.depth,
-                                        on_missing=args.on_missing,
-                                        show_progress=not args.no_progress, **_settings(args))
+    reranker = load_reranker(spec)
     journal = Path(str(args.out) + ".journal.jsonl")
     if journal.exists():
-        print(f"resuming from {journal}")
+        print(f"resuming from {journal}", file=sys.stderr)
     try:
-        result, stats = reranker.rerank_with_stats(ds.run, ds.queries, ds.docs, journal=journal)
+        result = reranker.rerank(ds.run, ds.queries, ds.docs, depth=args.depth,
+                                 journal=journal, max_queries=args.max_queries)
     finally:
         reranker.close()
+    report = reranker.last_report
+    assert report is not None
     write_run(result, args.out, tag=args.run_tag)
     journal.unlink(missing_ok=True)
+    report.settings.setdefault("spec", reranker.spec.to_dict())  # type: ignore[attr-defined]
+    if ds.qrels is not None:
+        report.notes["nDCG@10"] = _ndcg10(ds, result)
+    report.save(f"{args.out}.report.json")
     if args.stats:
-        with atomic_write(args.stats) as fh:
-            json.dump(stats.to_dict(), fh, indent=2)
-    print(stats.summary())
-    print(f"scores: {stats.score_kind} from {stats.model} -> {args.out}")
+        report.save(args.stats)
+    if report.mode:
+        from rich.console import Console
+
+        report.print_table(Console(stderr=True))
+    print(report.summary())
+    print(f"scores: {report.score_kind} from {report.model} -> {args.out} "
+          f"(report: {args.out}.report.json)")
     return 0
+
+
+def _ndcg10(ds, out) -> dict[str, float]:
+    """nDCG@10 of the first stage and of the re-ranked run on the re-ranked queries."""
+    import ir_measures
+    from ir_measures import nDCG
+
+    qrels = {q: ds.qrels[q] for q in out if q in ds.qrels}
+    if not qrels:
+        return {}
+    before = {q: ds.run[q].scores() for q in qrels}
+    after = {q: out[q].scores() for q in qrels}
+    m = nDCG @ 10
+    return {"first_stage": round(ir_measures.calc_aggregate([m], qrels, before)[m], 4),
+            "reranked": round(ir_measures.calc_aggregate([m], qrels, after)[m], 4),
+            "queries": len(qrels)}

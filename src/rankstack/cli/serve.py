@@ -8,15 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rankstack.cli._common import add_config_arg
-
-
-def _setting(text: str) -> tuple[str, Any]:
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.replace("-", "_"), yaml.safe_load(value)
+from rankstack.cli.rerank import _yaml_value, add_spec_args, spec_from_args
 
 
 def add_parser(sub) -> None:
@@ -28,12 +20,10 @@ def add_parser(sub) -> None:
                                    "GET /stats, GET /openapi.json. Binds 127.0.0.1 unless "
                                    "--host says otherwise.")
     add_config_arg(p)
-    p.add_argument("--model", default=None,
-                   help="re-ranker model (hub id or local dir; default: the bundled MiniLM "
-                        "bi-encoder)")
-    p.add_argument("--family", default=None, help="model family (see the scorer registry)")
-    p.add_argument("--setting", type=_setting, action="append", default=[],
-                   metavar="KEY=VALUE", help="re-ranker setting (repeatable), e.g. batch_size=32")
+    add_spec_args(p)
+    p.add_argument("--reranker", type=_yaml_value, default=None,
+                   help="the model as a whole spec (YAML/JSON; in a --config file: the key "
+                        "'reranker'), e.g. an llm-listwise or pe-rank model")
     p.add_argument("--corpus", default=None, help="JSONL corpus: lets /rerank take ids")
     p.add_argument("--dataset", default=None,
                    help="dataset whose passages serve as the corpus (e.g. dl19)")
@@ -139,15 +129,16 @@ def run(args: argparse.Namespace) -> int:
         from rankstack.datasets import load_dataset
 
         corpus = load_dataset(args.dataset).docs
-    from rankstack.rerank.reranker import Reranker
+    from rankstack.rerank.spec import load_reranker
 
-    reranker = Reranker.from_pretrained(model=args.model, family=args.family,
-                                        **dict(args.setting))
+    spec = spec_from_args(args, base=args.reranker)
+    spec.setdefault("settings", {}).setdefault("show_progress", False)
+    reranker = load_reranker(spec)
     index = open_index(args.index, args.index_model, args.index_family,
-                       scorer=reranker.scorer) if args.index else None
-    app = create_app(reranker.scorer, settings=settings, corpus=corpus, index=index,
+                       scorer=getattr(reranker, "scorer", None)) if args.index else None
+    app = create_app(reranker, settings=settings, corpus=corpus, index=index,
                      index_name=getattr(index, "scorer", None) if index is not None else None)
-    print(f"serving {reranker.scorer.name} on http://{args.host}:{args.port} "
+    print(f"serving {reranker.name} on http://{args.host}:{args.port} "
           f"(docs at /docs, schema at /openapi.json)")
     serve_forever(app, args.host, args.port, log_level=args.log_level)
     return 0

@@ -1,4 +1,10 @@
-"""``rankstack teach``: pool candidates from several runs and rank them with a teacher."""
+"""``rankstack teach``: pool candidates from several runs and rank them with a teacher.
+
+The teacher is a re-ranker spec (as in ``rankstack rerank``): ``--model/--family/--preset/
+--backend/--set``, or ``teacher:`` in a ``--config`` YAML (e.g. ``family: llm-listwise`` with a
+GGUF model, or ``family: fusion`` with ``members``). Resumable: finished queries are journaled,
+and LLM teachers with a ``cache_dir`` setting re-use every finished window's answer.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import argparse
 import json
 
 from rankstack.cli._common import add_config_arg
+from rankstack.cli.rerank import _yaml_value, add_spec_args, spec_from_args
 
 
 def add_parser(sub) -> None:
@@ -19,11 +26,16 @@ def add_parser(sub) -> None:
     p.add_argument("--corpus", nargs="*", default=[], help="JSONL corpora for run files")
     p.add_argument("--depth", type=int, default=100, help="candidates taken from each run")
     p.add_argument("--max-queries", type=int, default=None, help="only the first N pooled queries")
-    p.add_argument("--model", default=None, help="teacher model (default: bundled MiniLM bi-encoder)")
-    p.add_argument("--family", default=None, help="teacher model family (see rankstack rerank)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=None)
+    add_spec_args(p, what="teacher")
+    p.add_argument("--teacher", type=_yaml_value, default=None,
+                   help="the teacher as a whole spec (YAML/JSON; in a --config file: the key "
+                        "'teacher')")
+    p.add_argument("--batch-size", type=int, default=None, help="pointwise teachers: batch size")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of the teacher")
     p.add_argument("--on-missing-doc", choices=["raise", "skip"], default="raise")
+    p.add_argument("--chunk-size", type=int, default=8,
+                   help="queries ranked between two journal writes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="teacher run (TREC); provenance JSON beside it")
     p.set_defaults(func=run)
 
@@ -33,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from rankstack.distill.teachers import load_teacher
     from rankstack.sources import load_sources
 
+    spec = spec_from_args(args, base=args.teacher)
+    settings = {"batch_size": args.batch_size, "threads": args.threads}
     src = load_sources(args.runs, topics=args.topics, corpus=args.corpus)
     pooled, stats = pool_candidates(src.runs, args.depth, src.queries, src.docs,
                                     on_missing_doc=args.on_missing_doc)
@@ -41,12 +55,18 @@ def run(args: argparse.Namespace) -> int:
         pooled = type(pooled)({q: pooled[q] for q in keep}, pooled.name)
     print(f"pooled {len(pooled)} queries, {pooled.n_pairs} pairs from {len(src.runs)} runs "
           f"(depth {args.depth}): {json.dumps(pool_stats_dict(stats))}")
-    teacher, teacher_id = load_teacher(args.model, args.family, batch_size=args.batch_size,
-                                       threads=args.threads)
-    cfg = {"runs": args.runs, "depth": args.depth, "model": args.model, "family": args.family,
+    teacher, teacher_id = load_teacher(spec=spec, **settings)
+    cfg = {"runs": args.runs, "depth": args.depth,
+           "teacher": teacher.spec.to_dict(),  # type: ignore[attr-defined]
            "max_queries": args.max_queries}
-    result = teach(teacher, teacher_id, pooled, src.queries, src.docs, args.out, config=cfg)
+    try:
+        result = teach(teacher, teacher_id, pooled, src.queries, src.docs, args.out, config=cfg,
+                       chunk_size=args.chunk_size, show_progress=not args.no_progress)
+    finally:
+        teacher.close()
     print(f"teacher run: {args.out} ({result.provenance['queries']} queries, "
           f"{result.provenance['pairs']} pairs; resumed {result.resumed_queries}, "
           f"scored {result.scored_queries}) in {result.provenance['wall_time_s_this_invocation']} s")
+    if result.report is not None:
+        print(f"teacher report (this invocation): {result.report.summary()}")
     return 0

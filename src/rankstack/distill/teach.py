@@ -1,8 +1,9 @@
 """Teacher generation: pool candidates from several first-stage runs, rank them with a teacher.
 
 TWOLAR-style pooling: for each query, the union of the top-``depth`` candidates of every run,
-de-duplicated. The teacher (any re-ranker with ``rerank(run, queries, docs)``) then scores the
-whole pool. Output: a teacher Run (TREC file) plus a provenance JSON (teacher id, config hash,
+de-duplicated. The teacher (any re-ranker with ``rerank(run, queries, docs)``; built from a spec by
+:func:`rankstack.distill.teachers.load_teacher`) then ranks the whole pool; its per-chunk
+reports (LLM calls, cache hits, tokens, repairs) are summed into the provenance. Output: a teacher Run (TREC file) plus a provenance JSON (teacher id, config hash,
 input runs, counts).
 
 Resumable: every finished query is appended to a journal (``<out>.journal.jsonl``, one JSON
@@ -31,6 +32,7 @@ from rankstack.errors import ConfigError, InputError
 from rankstack.io import atomic_write, write_run
 from rankstack.io.journal import RankingJournal
 from rankstack.records import Doc, Query, Ranking, Run
+from rankstack.rerank.report import RerankReport
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,8 @@ class TeachResult:
     provenance: dict[str, Any]
     resumed_queries: int
     scored_queries: int
+    #: the teacher's reports of this invocation, summed (None if it keeps none)
+    report: RerankReport | None = None
 
 
 def teach(
@@ -142,11 +146,15 @@ def teach(
     if resumed:
         log.info("resuming: %d queries already in %s, %d to go", resumed, journal.path, len(todo))
     start = time.perf_counter()
+    total: RerankReport | None = None
     with journal.writer() as jw, tqdm(total=len(candidates), initial=resumed, unit="q",
                                       desc=f"teach {teacher_id}", disable=not show_progress) as bar:
         for i in range(0, len(todo), chunk_size):
             chunk = Run({q: candidates[q] for q in todo[i:i + chunk_size]}, name="chunk")
             ranked = teacher.rerank(chunk, queries, docs)
+            rep = getattr(teacher, "last_report", None)
+            if isinstance(rep, RerankReport):
+                total = rep if total is None else add_reports(total, rep)
             jw.write(ranked[q] for q in chunk)
             done.update({q: ranked[q] for q in chunk})
             bar.update(len(chunk))
@@ -161,11 +169,31 @@ def teach(
         "resumed_queries": resumed,
         "wall_time_s_this_invocation": round(time.perf_counter() - start, 3),
     }
+    if total is not None:
+        t = total.to_dict()
+        provenance["teacher_report_this_invocation"] = {
+            k: t[k] for k in ("model", "score_kind", "queries", "pairs_scored",
+                              "passages_truncated", "queries_truncated", "ties", "budgets",
+                              "mode", "total", "repairs", "seconds", "pairs_per_second")}
     write_run(run, out)
     with atomic_write(out.with_name(out.name + ".provenance.json")) as fh:
         json.dump(provenance, fh, indent=2)
     journal.remove()
-    return TeachResult(run, provenance, resumed, len(todo))
+    return TeachResult(run, provenance, resumed, len(todo), total)
+
+
+def add_reports(a: RerankReport, b: RerankReport) -> RerankReport:
+    """``a`` with ``b``'s counts, usage and repairs added (one teacher, several chunks)."""
+    out = RerankReport(**{**a.__dict__, "per_query": {**a.per_query, **b.per_query},
+                          "repairs": dict(a.repairs), "notes": dict(a.notes)})
+    for f in ("queries", "pairs_scored", "kept_below_depth", "empty_queries", "missing_docs",
+              "missing_queries", "passages_truncated", "queries_truncated", "ties", "seconds"):
+        setattr(out, f, getattr(a, f) + getattr(b, f))
+    out.total = type(a.total)(**a.total.__dict__)
+    out.total += b.total
+    for k, v in b.repairs.items():
+        out.repairs[k] = out.repairs.get(k, 0) + v
+    return out
 
 
 def pool_stats_dict(stats: PoolStats) -> dict[str, Any]:

@@ -1,49 +1,59 @@
-"""Teachers for distillation: any re-ranker, or a fusion of several re-rankers' rankings."""
+"""Teachers for distillation: any re-ranker spec, including fusions of several re-rankers.
+
+A teacher is a :class:`~rankstack.rerank.base.RunReranker` built by
+:func:`rankstack.rerank.load_reranker` from one spec (``family: llm-listwise`` for a
+Rank-DistiLLM teacher, ``family: fusion`` with ``members`` for a fused one). Teachers rank
+the whole pool by default (``depth: None``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import Any
 
-from rankstack.records import Doc, Query, Run
+from rankstack.rerank.base import RunReranker
+from rankstack.rerank.fusion import FusionReranker
 
-
-@dataclass
-class FusedTeacher:
-    """Ranks with every member, then fuses the rankings (RRF by default).
-
-    With ``include_candidates`` the incoming candidate Run (e.g. BM25 or the pool) is fused
-    in as one more member, so lexical evidence can complement a neural teacher.
-    """
-
-    members: Sequence[object]
-    method: str = "rrf"
-    k: float = 60.0
-    norm: str = "minmax"
-    include_candidates: bool = False
-
-    def rerank(self, run: Run, queries: Mapping[str, Query], docs: Mapping[str, Doc]) -> Run:
-        from rankstack.retrieve.fusion import fuse
-
-        runs = [m.rerank(run, queries, docs) for m in self.members]
-        if self.include_candidates:
-            runs.append(run)
-        return fuse(runs, method=self.method, k=self.k, norm=self.norm, name="fused-teacher")
+#: the former name of the fused teacher
+FusedTeacher = FusionReranker
 
 
-def load_teacher(model: str | Sequence[str] | None, family: str | Sequence[str] | None = None,
-                 *, fusion: str | None = None, include_candidates: bool = False,
-                 **settings) -> tuple[object, str]:
-    """A teacher and its id. Several models (with ``fusion="rrf"|"combsum"``) make a FusedTeacher."""
-    from rankstack.rerank.reranker import Reranker
-
-    models = [model] if model is None or isinstance(model, str) else list(model)
-    families = [family] * len(models) if family is None or isinstance(family, str) else list(family)
+def teacher_spec(spec: Mapping[str, Any] | None = None, *,
+                 model: str | Sequence[str] | None = None,
+                 family: str | Sequence[str] | None = None, fusion: str | None = None,
+                 include_candidates: bool = False, **settings: Any) -> dict[str, Any]:
+    """A teacher spec: ``spec`` as given, or one built from model(s)/family(ies) (several
+    models make a fusion, ``fusion="rrf"|"combsum"``). ``settings`` go to every member."""
     settings = {k: v for k, v in settings.items() if v is not None}
-    members = [Reranker.from_pretrained(m, family=f, **settings) for m, f in zip(models, families, strict=True)]
-    if len(members) == 1 and not include_candidates:
-        return members[0], members[0].name
-    method = fusion or "rrf"
-    teacher = FusedTeacher(members, method=method, include_candidates=include_candidates)
-    ids = [m.name for m in members] + (["candidates"] if include_candidates else [])
-    return teacher, f"{method}({'+'.join(ids)})"
+    if spec is not None:
+        out = dict(spec)
+        if settings:
+            out["settings"] = {**settings, **dict(out.get("settings") or {})}
+    else:
+        models = [model] if model is None or isinstance(model, str) else list(model)
+        families = ([family] * len(models) if family is None or isinstance(family, str)
+                    else list(family))
+        members = [{"model": m, "family": f, "settings": dict(settings)}
+                   for m, f in zip(models, families, strict=True)]
+        if len(members) == 1 and not include_candidates:
+            out = members[0]
+        else:
+            out = {"family": "fusion", "members": members,
+                   "settings": {"method": fusion or "rrf",
+                                "include_candidates": include_candidates}}
+    out.setdefault("settings", {})
+    out["settings"] = {"depth": None, **out["settings"]}  # the whole pool
+    return out
+
+
+def load_teacher(model: str | Sequence[str] | None = None,
+                 family: str | Sequence[str] | None = None, *,
+                 spec: Mapping[str, Any] | None = None, fusion: str | None = None,
+                 include_candidates: bool = False, **settings: Any) -> tuple[RunReranker, str]:
+    """A teacher and its id (its name): see :func:`teacher_spec`."""
+    from rankstack.rerank.spec import load_reranker
+
+    teacher = load_reranker(teacher_spec(spec, model=model, family=family, fusion=fusion,
+                                         include_candidates=include_candidates, **settings),
+                            where="teacher")
+    return teacher, teacher.name

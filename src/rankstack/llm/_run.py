@@ -1,61 +1,68 @@
-"""Plumbing shared by the listwise and pointwise LLM re-rankers."""
+"""Plumbing shared by the listwise and pointwise LLM re-rankers (the input policies are the
+protocol's, :mod:`rankstack.rerank.base`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from rankstack.errors import ConfigError, InputError
-from rankstack.records import Doc, Query, Ranking, Run
+from rankstack.llm.base import LLMBackend
+from rankstack.rerank.base import RerankItem
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def select_queries(run: Run, queries: Mapping[str, Query], max_queries: int | None,
-                   depth: int) -> list[str]:
-    """Query ids to re-rank, in run order; every one must have text."""
-    if depth < 1:
-        raise ConfigError(f"depth must be >= 1, got {depth}")
-    if max_queries is not None and max_queries < 1:
-        raise ConfigError(f"max_queries must be >= 1, got {max_queries}")
-    qids = list(run.rankings)
-    if max_queries is not None:
-        qids = qids[:max_queries]
-    for q in qids:
-        if q not in queries:
-            raise InputError(f"query {q!r} of run {run.name!r} has no text", field="queries")
-    return qids
-
-
-def passage_texts(ranking: Ranking, docs: Mapping[str, Doc], depth: int) -> list[str]:
-    out = []
-    for d in ranking.docs[:depth]:
-        doc = docs.get(d.doc_id)
-        if doc is None:
-            raise InputError(f"doc {d.doc_id!r} (query {ranking.query_id}) is not in the corpus",
-                             field="docs")
-        out.append(doc.full_text)
-    return out
-
-
 def map_maybe_parallel(fn: Callable[[T], R], items: Iterable[T], workers: int,
-                       on_done: Callable[[], None] | None = None) -> list[R]:
-    """``[fn(x) for x in items]``, on a thread pool when ``workers > 1``; order kept."""
+                       on_done: Callable[[int], None] | None = None) -> list[R]:
+    """``[fn(x) for x in items]``, on a thread pool when ``workers > 1``; order kept.
+    ``on_done(i)`` is called as item ``i`` is finished (in order)."""
     items = list(items)
     if workers <= 1 or len(items) <= 1:
         out = []
-        for x in items:
+        for i, x in enumerate(items):
             out.append(fn(x))
             if on_done:
-                on_done()
+                on_done(i)
         return out
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(fn, x) for x in items]
         results = []
-        for f in futures:
+        for i, f in enumerate(futures):
             results.append(f.result())
             if on_done:
-                on_done()
+                on_done(i)
         return results
+
+
+def query_groups(pending: list[RerankItem], backend: LLMBackend) -> Iterator[list[RerankItem]]:
+    """As many queries per group as the backend runs calls at once (a journal write each)."""
+    size = max(1, int(backend.max_concurrency))
+    for i in range(0, len(pending), size):
+        yield pending[i:i + size]
+
+
+class PassageCutter:
+    """Passages cut to ``max_tokens`` by the backend's tokenizer, once per doc; counts cuts."""
+
+    def __init__(self, backend: LLMBackend, max_tokens: int) -> None:
+        self.backend = backend
+        self.max_tokens = max_tokens
+        self._cut: dict[str, str] = {}
+        self.truncated = 0
+
+    def __call__(self, doc_id: str, text: str) -> str:
+        out = self._cut.get(doc_id)
+        if out is None:
+            out = self.backend.truncate(text, self.max_tokens)
+            if out != text:
+                self.truncated += 1
+            self._cut[doc_id] = out
+        return out
+
+
+def llm_budgets(max_passage_tokens: int, **extra: Any) -> dict[str, Any]:
+    return {"max_passage_tokens": max_passage_tokens, **extra,
+            "raise_with": "--set max_passage_tokens=N (settings: {max_passage_tokens: N}); "
+                          "a longer prompt may need a larger context (n_ctx)"}

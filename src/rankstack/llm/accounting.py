@@ -2,44 +2,22 @@
 
 :class:`LLMCaller` wraps a backend with the cache and counts, per query and in total:
 model calls, cache hits, prompt and generated tokens of the calls actually made (tokens
-of cache hits are kept apart as ``cached_*``), and wall time. :class:`LLMRunReport` adds
-the listwise repair counts, prints a rich table and is saved as JSON next to the run.
+of cache hits are kept apart as ``cached_*``), and wall time. :class:`~rankstack.rerank.report.RerankReport`
+(the one re-ranking report; ``LLMRunReport`` is its former name) carries the usage, the
+listwise repair counts, prints a rich table and is saved as JSON next to the run.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from typing import Any
 
-from rankstack.io import atomic_write
 from rankstack.llm.base import Generation, LLMBackend, NextTokenScores, Prompt
 from rankstack.llm.cache import LLMCache, cache_key
-
-
-@dataclass
-class Usage:
-    calls: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_prompt_tokens: int = 0
-    cached_completion_tokens: int = 0
-    wall_s: float = 0.0
-
-    def __iadd__(self, other: Usage) -> Usage:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["wall_s"] = round(self.wall_s, 4)
-        return d
+from rankstack.rerank.report import RerankReport, Usage
 
 
 class LLMCaller:
@@ -170,63 +148,8 @@ class LLMCaller:
         return t
 
 
-@dataclass
-class LLMRunReport:
-    """What one LLM re-ranking run cost and what its output parsing had to repair."""
-
-    mode: str
-    backend: dict[str, Any]
-    template: str
-    settings: dict[str, Any]
-    per_query: dict[str, Usage]
-    total: Usage
-    wall_s: float
-    repairs: dict[str, int] = field(default_factory=dict)
-    repairs_per_query: dict[str, dict[str, int]] = field(default_factory=dict)
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode, "backend": self.backend, "template": self.template,
-            "settings": self.settings, "wall_s": round(self.wall_s, 4),
-            "total": self.total.to_dict(),
-            "per_query": {q: u.to_dict() for q, u in self.per_query.items()},
-            "repairs": self.repairs, "repairs_per_query": self.repairs_per_query,
-            "notes": self.notes,
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        with atomic_write(path) as fh:
-            json.dump(self.to_dict(), fh, indent=1, ensure_ascii=False)
-
-    def print_table(self, console=None, max_rows: int = 20) -> None:
-        from rich.console import Console
-        from rich.table import Table
-
-        console = console or Console(stderr=True)
-        t = Table(title=f"LLM {self.mode} re-ranking: {self.backend.get('model')} "
-                        f"({self.backend.get('backend')}, {self.template})")
-        for col in ("query", "calls", "cache hits", "prompt tok", "gen tok", "wall s"):
-            t.add_column(col, justify="left" if col == "query" else "right")
-        rows = list(self.per_query.items())
-        for qid, u in rows[:max_rows]:
-            t.add_row(qid, str(u.calls), str(u.cache_hits), str(u.prompt_tokens),
-                      str(u.completion_tokens), f"{u.wall_s:.2f}")
-        if len(rows) > max_rows:
-            t.add_row(f"... {len(rows) - max_rows} more", "", "", "", "", "")
-        u = self.total
-        t.add_row("TOTAL", str(u.calls), str(u.cache_hits), str(u.prompt_tokens),
-                  str(u.completion_tokens), f"{self.wall_s:.2f}", style="bold")
-        console.print(t)
-        if self.repairs:
-            r = self.repairs
-            console.print(
-                f"output repairs: {r.get('repaired_windows', 0)}/{r.get('windows', 0)} windows "
-                f"repaired; duplicates {r.get('duplicates', 0)}, out-of-range "
-                f"{r.get('out_of_range', 0)}, missing {r.get('missing', 0)}, unparseable "
-                f"{r.get('unparseable', 0)}")
-        for k, v in self.notes.items():
-            console.print(f"{k}: {v}")
+#: LLM re-rankers report through the one re-ranking report (usage, repairs, notes)
+LLMRunReport = RerankReport
 
 
 def timer() -> float:

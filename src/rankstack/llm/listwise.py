@@ -1,39 +1,46 @@
 """Listwise LLM re-ranking (RankGPT / RankZephyr) over any :class:`LLMBackend`.
 
 Each window's passages go into a versioned prompt template as ``[i] passage`` (truncated
-to ``max_passage_tokens`` tokens by the backend's tokenizer); the model answers
-``[3] > [1] > ...``; :mod:`rankstack.llm.sliding_window` parses and repairs that (policy
-and counts there) and slides the window from the bottom of the top-``depth`` list to the top.
+to ``max_passage_tokens`` tokens by the backend's tokenizer, counted as
+``passages_truncated``); the model answers ``[3] > [1] > ...``;
+:mod:`rankstack.llm.sliding_window` parses and repairs that (policy and counts there) and
+slides the window from the bottom of the top-``depth`` list to the top. Calls go through the
+on-disk cache when one is given, so a rerun (or a resumed job) re-calls nothing it has done.
 
-Output scores are rank-derived (``n - position``), not model scores. Candidates below
-``depth`` keep their first-stage order under the re-ranked ones (counted as ``tail_docs``).
+Output scores are rank-derived (``n - position`` within the re-ranked top), not model scores.
+Depth/tail, missing docs and the journal are the protocol's (:mod:`rankstack.rerank.base`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-
-from tqdm.auto import tqdm
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from rankstack.errors import ConfigError
-from rankstack.llm._run import map_maybe_parallel, passage_texts, select_queries
-from rankstack.llm.accounting import LLMCaller, LLMRunReport, timer
+from rankstack.llm._run import PassageCutter, llm_budgets, map_maybe_parallel, query_groups
+from rankstack.llm.accounting import LLMCaller, timer
 from rankstack.llm.base import LLMBackend
 from rankstack.llm.cache import LLMCache
 from rankstack.llm.sliding_window import RepairStats, SlidingWindowReranker, extract_ids
 from rankstack.llm.templates import PromptTemplate, load_template
-from rankstack.records import Doc, Query, Ranking, Run
+from rankstack.rerank.base import OnMissing, RerankItem, RunReranker, rank_scores
+from rankstack.rerank.report import RerankReport
 
 log = logging.getLogger("rankstack.llm")
 
 
-class ListwiseLLMReranker:
+class ListwiseLLMReranker(RunReranker):
     """Sliding-window listwise re-ranking with a text LLM."""
+
+    score_kind = "rank"
 
     def __init__(self, backend: LLMBackend, template: str | PromptTemplate = "rankzephyr", *,
                  window: int = 20, stride: int = 10, passes: int = 1,
-                 max_passage_tokens: int = 100, cache: LLMCache | None = None) -> None:
+                 max_passage_tokens: int = 100, cache: LLMCache | None = None,
+                 depth: int | None = 100, on_missing: OnMissing = "raise",
+                 show_progress: bool = True) -> None:
+        super().__init__(depth=depth, on_missing=on_missing, show_progress=show_progress)
         self.backend = backend
         self.template = template if isinstance(template, PromptTemplate) else load_template(template)
         if self.template.kind != "listwise":
@@ -46,63 +53,72 @@ class ListwiseLLMReranker:
         self.cache = cache
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return f"llm-listwise:{self.backend.kind}:{self.backend.model_id}:{self.template.id}"
 
-    def rerank(self, run: Run, queries: Mapping[str, Query], docs: Mapping[str, Doc], *,
-               depth: int = 100, max_queries: int | None = None,
-               progress: bool = True) -> tuple[Run, LLMRunReport]:
-        """Re-rank the top ``depth`` of each query; returns the new Run and its report."""
-        qids = select_queries(run, queries, max_queries, depth)
-        caller = LLMCaller(self.backend, self.template.id, self.cache)
-        repairs: dict[str, RepairStats] = {}
-        truncated: dict[str, str] = {}
-        t0 = timer()
+    def journal_identity(self) -> dict[str, Any]:
+        return {"model": self.name, "backend": self.backend.cache_identity(),
+                "window": self.window, "stride": self.stride, "passes": self.passes,
+                "max_passage_tokens": self.max_passage_tokens}
 
-        def one(qid: str) -> Ranking:
+    def _groups(self, pending: list[RerankItem]) -> Iterator[list[RerankItem]]:
+        return query_groups(pending, self.backend)
+
+    def _begin(self, report: RerankReport) -> None:
+        self._caller = LLMCaller(self.backend, self.template.id, self.cache)
+        self._cutter = PassageCutter(self.backend, self.max_passage_tokens)
+        self._repairs: dict[str, RepairStats] = {}
+
+    def _score_group(self, items: list[RerankItem], report: RerankReport,
+                     advance: Callable[[int], None]) -> list[Sequence[float]]:
+        caller = self._caller
+
+        def one(it: RerankItem) -> list[float]:
             start = timer()
-            ranking = run[qid]
-            head = ranking.docs[:depth]
-            texts = passage_texts(ranking, docs, depth)
-            passages = []
-            for d, text in zip(head, texts, strict=True):
-                if d.doc_id not in truncated:
-                    truncated[d.doc_id] = self.backend.truncate(text, self.max_passage_tokens)
-                passages.append(truncated[d.doc_id])
+            passages = [self._cutter(d, t) for d, t in zip(it.ids, it.texts, strict=True)]
 
             def rank_window(query: str, window_passages) -> list[int]:
                 msgs = self.template.render_listwise(query, window_passages)
-                g = caller.generate(qid, msgs, max_tokens=self.template.max_tokens(
+                g = caller.generate(it.qid, msgs, max_tokens=self.template.max_tokens(
                     len(window_passages)), stop=self.template.stop)
                 return [i - 1 for i in extract_ids(g.text)]
 
             sw = SlidingWindowReranker(rank_window, window=self.window, stride=self.stride,
                                        passes=self.passes)
-            order, stats = sw.rerank(queries[qid].text, passages)
-            repairs[qid] = stats
-            ids = [head[i].doc_id for i in order] + [d.doc_id for d in ranking.docs[depth:]]
-            caller.add_wall(qid, timer() - start)
-            return Ranking.from_order(qid, ids, self.name)
+            order, stats = sw.rerank(it.query, passages)
+            self._repairs[it.qid] = stats
+            caller.add_wall(it.qid, timer() - start)
+            return rank_scores(order, len(passages))
 
-        with tqdm(total=len(qids), desc="llm listwise", unit="query",
-                  disable=not progress) as bar:
-            rankings = map_maybe_parallel(one, qids, self.backend.max_concurrency, bar.update)
-        out = Run({r.query_id: r for r in rankings}, name=f"llm-listwise-{self.template.name}")
+        out = map_maybe_parallel(one, items, self.backend.max_concurrency,
+                                 lambda i: advance(len(items[i].ids)))
+        report.pairs_scored += sum(len(it.ids) for it in items)
+        return out
+
+    def _finish(self, report: RerankReport) -> None:
+        caller = self._caller
         total_repairs = RepairStats()
-        for s in repairs.values():
+        for s in self._repairs.values():
             total_repairs += s
-        tail = sum(max(0, len(run[q]) - depth) for q in qids)
-        report = LLMRunReport(
-            mode="listwise", backend=self.backend.describe(), template=self.template.id,
-            settings={"window": self.window, "stride": self.stride, "passes": self.passes,
-                      "depth": depth, "max_passage_tokens": self.max_passage_tokens,
-                      "queries": len(qids)},
-            per_query=dict(caller.per_query), total=caller.total(), wall_s=timer() - t0,
-            repairs=total_repairs.to_dict(),
-            repairs_per_query={q: repairs[q].to_dict() for q in qids},
-            notes={"tail_docs": tail,
-                   "score_kind": "rank-derived (n - position), not a model score"})
+        report.mode = "listwise"
+        report.backend = self.backend.describe()
+        report.template = self.template.id
+        report.settings = {"window": self.window, "stride": self.stride, "passes": self.passes,
+                           "depth": report.depth, "max_passage_tokens": self.max_passage_tokens,
+                           "queries": report.queries}
+        report.per_query = dict(caller.per_query)
+        report.total = caller.total()
+        report.repairs = total_repairs.to_dict()
+        report.repairs_per_query = {q: s.to_dict() for q, s in self._repairs.items()}
+        report.passages_truncated = self._cutter.truncated
+        report.budgets = llm_budgets(self.max_passage_tokens)
+        report.notes = {"tail_docs": report.kept_below_depth,
+                        "score_kind": "rank-derived (n - position), not a model score"}
         if not total_repairs.clean:
             log.warning("LLM output needed repair in %d of %d windows (see the report)",
                         total_repairs.repaired_windows, total_repairs.windows)
-        return out, report
+
+    def close(self) -> None:
+        self.backend.close()
+        if self.cache is not None:
+            self.cache.close()

@@ -100,8 +100,12 @@ def create_app(
     index_name: str | None = None,
     score_fn: ScoreFn | None = None,
 ):
-    """Build the FastAPI app around a :class:`~rankstack.rerank.base.Scorer`.
+    """Build the FastAPI app around a :class:`~rankstack.rerank.base.Scorer`, or any
+    :class:`~rankstack.rerank.base.RunReranker` (listwise LLM, PE-Rank, BM25, fusion).
 
+    A pointwise re-ranker is served through its scorer, micro-batched. Other re-rankers
+    re-rank each request's passages as one query (in request order as the candidate order,
+    all of them: ``depth`` is the request's length), one request at a time.
     ``score_fn`` overrides ``scorer.score_pairs`` (e.g. a Reranker's scoring function);
     ``scorer`` still names the model (``.name``) and the score kind (``.score_kind``).
     """
@@ -122,11 +126,22 @@ def create_app(
     )
 
     s = settings or ServiceSettings()
+    run_reranker = None
+    if score_fn is None and not hasattr(scorer, "score_pairs"):
+        if hasattr(scorer, "scorer"):  # a pointwise re-ranker: serve its scorer, batched
+            scorer = scorer.scorer
+        elif hasattr(scorer, "rerank"):
+            run_reranker = scorer
+        else:
+            raise ConfigError(f"cannot serve {type(scorer).__name__}: not a Scorer or a "
+                              f"RunReranker")
     model_name = str(getattr(scorer, "name", type(scorer).__name__))
     score_kind = str(getattr(scorer, "score_kind", "unknown"))
-    fn: ScoreFn = score_fn or scorer.score_pairs
+    fn: ScoreFn = score_fn or (scorer.score_pairs if run_reranker is None
+                               else _unbatched(run_reranker))
     batcher = MicroBatcher(fn, max_batch_pairs=s.max_batch_pairs, max_wait_ms=s.max_wait_ms,
-                           max_batch_requests=s.max_batch_requests)
+                           max_batch_requests=(1 if run_reranker is not None
+                                               else s.max_batch_requests))
 
     Text = Annotated[str, Field(max_length=s.max_text_chars), AfterValidator(_utf8)]
     QueryText = Annotated[str, Field(min_length=1, max_length=s.max_query_chars),
@@ -315,6 +330,27 @@ def create_app(
             return SearchResponse(index=index_name or "index", hits=hits)
 
     return app
+
+
+def _unbatched(reranker: Any) -> ScoreFn:
+    """``score_pairs`` over a RunReranker: one request (the batcher gets
+    ``max_batch_requests=1``) re-ranked as one query, under a lock."""
+    lock = threading.Lock()
+
+    def score(queries: Sequence[str], passages: Sequence[str]) -> Any:
+        import numpy as np
+
+        if len(set(queries)) > 1:
+            raise RuntimeError("a RunReranker batch must hold one request")
+        ids = [str(i) for i in range(len(passages))]
+        docs = {i: Doc(i, t) for i, t in zip(ids, passages, strict=True)}
+        run = Run({"request": Ranking.from_order("request", ids, "request")}, "request")
+        with lock:
+            ranked = reranker.rerank(run, {"request": queries[0]}, docs, depth=None)
+        sc = ranked["request"].scores()
+        return np.asarray([sc[i] for i in ids], dtype=np.float32)
+
+    return score
 
 
 def _version() -> str:

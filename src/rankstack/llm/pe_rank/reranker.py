@@ -10,31 +10,32 @@ Windows (``window`` wide, moving ``stride`` towards the top, back to front) come
 are rank-derived (``n - position``; only the order is meaningful); the scorer is
 ``pe-rank:<llm>``.
 
-Input policies (counted in :attr:`PERankReranker.accounting`):
-
-* a query of the run with no text in ``queries`` raises :class:`InputError`;
-* a doc of the run missing from ``docs``: ``on_missing="raise"`` (default) raises;
-  ``"keep"`` keeps it below the re-ranked docs in its input order (``missing_docs``);
-* candidates below ``depth`` (if set) keep their order below the re-ranked top.
+It is a :class:`~rankstack.rerank.base.RunReranker`: the input policies (depth/tail, missing
+docs and queries with ``on_missing`` = raise / skip / keep, journal) are the protocol's, and
+each call's usage is in :attr:`PERankReranker.last_report` (the same report as text listwise);
+:attr:`PERankReranker.accounting` keeps PE-Rank's own counters, summed over calls until
+:meth:`PERankReranker.reset_accounting`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rankstack.errors import ConfigError, InputError, require
 from rankstack.llm.pe_rank.embedder import PassageEmbedder
 from rankstack.llm.pe_rank.model import PERankModel
 from rankstack.llm.sliding_window import SlidingWindowReranker, sliding_windows
-from rankstack.records import Doc, Query, Ranking, Run
+from rankstack.records import Doc, Query, Run
+from rankstack.rerank.base import OnMissing, RerankItem, RunReranker, rank_scores
+from rankstack.rerank.report import RerankReport, Usage
 
 log = logging.getLogger("rankstack.llm.pe_rank")
 
 
-class PERankReranker:
+class PERankReranker(RunReranker):
     """Listwise re-ranking with PE-Rank: one token per passage in, one token per passage out.
 
     ``model_path_or_name``: the causal LM (hub name or local directory). ``embedder``: a
@@ -48,17 +49,14 @@ class PERankReranker:
     def __init__(self, model_path_or_name: str, embedder: PassageEmbedder | str | None = None,
                  projector_path: str | None = None, window: int = 20, stride: int = 10, *,
                  passes: int = 1, depth: int | None = None, with_content: bool | None = None,
-                 max_passage_tokens: int = 128, on_missing: str = "raise",
+                 max_passage_tokens: int = 128, on_missing: OnMissing = "raise",
                  count_text_tokens: bool = False, device: str = "cpu", dtype: str | None = None,
-                 threads: int | None = None, seed: int = 0,
+                 threads: int | None = None, seed: int = 0, show_progress: bool = False,
                  model: PERankModel | None = None) -> None:
+        super().__init__(depth=depth, on_missing=on_missing, show_progress=show_progress)
         torch = require("torch", "neural", "PE-Rank")
         if threads is not None:
             torch.set_num_threads(int(threads))
-        if on_missing not in ("raise", "keep"):
-            raise ConfigError(f"on_missing must be 'raise' or 'keep', not {on_missing!r}")
-        if depth is not None and depth < 1:
-            raise ConfigError(f"depth must be >= 1, not {depth}")
         overrides: dict[str, Any] = {}
         if with_content is not None:
             overrides["with_content"] = bool(with_content)
@@ -94,8 +92,7 @@ class PERankReranker:
                         "measure cost only; train with rankstack.llm.pe_rank.train_*)")
         self.embedder = embedder
         self.name = f"pe-rank:{model_path_or_name}"
-        self.depth = depth
-        self.on_missing = on_missing
+        self.score_kind = "rank"
         self.count_text_tokens = count_text_tokens
         self.windows = SlidingWindowReranker(self.rank_window, window=window, stride=stride,
                                              passes=passes)
@@ -116,10 +113,8 @@ class PERankReranker:
         self._per_query: dict[str, dict[str, float]] = {}
 
     def report(self):
-        """The accounting as a :class:`rankstack.llm.accounting.LLMRunReport` (mode
-        ``pe-rank``), comparable with the text listwise re-ranker's report."""
-        from rankstack.llm.accounting import LLMRunReport, Usage
-
+        """The accounting as a :class:`~rankstack.rerank.report.RerankReport` (mode
+        ``pe-rank``), summed since :meth:`reset_accounting`; comparable with the text listwise re-ranker's report."""
         def usage(d: dict[str, float]) -> Usage:
             return Usage(calls=int(d["calls"]), prompt_tokens=int(d["prompt_tokens"]),
                          completion_tokens=int(d["generated_tokens"]),
@@ -133,7 +128,7 @@ class PERankReranker:
         if self.count_text_tokens:
             notes["text_prompt_tokens"] = acc["text_prompt_tokens"]
             notes["text_generated_tokens"] = acc["text_generated_tokens"]
-        return LLMRunReport(
+        return RerankReport(
             mode="pe-rank", backend={"kind": "pe-rank", "model_id": cfg.llm,
                                      "embedder": self.embedder.name},
             template=f"pe-rank-{cfg.layout}{'-content' if cfg.with_content else ''}",
@@ -142,7 +137,8 @@ class PERankReranker:
                       "max_passage_tokens": cfg.max_passage_tokens,
                       "queries": acc["queries"]},
             per_query={q: usage(d) for q, d in self._per_query.items()},
-            total=usage(acc), wall_s=acc["wall_time"],
+            total=usage(acc), seconds=acc["wall_time"], model=self.name, score_kind="rank",
+            depth=self.depth, queries=int(acc["queries"]), missing_docs=int(acc["missing_docs"]),
             repairs={"repaired_windows": acc["repaired_windows"]}, notes=notes)
 
     def _encode(self, passages: Sequence[Doc]):
@@ -179,55 +175,58 @@ class PERankReranker:
         self.accounting["repaired_windows"] += stats.repaired_windows
         return order
 
-    def rerank(self, run: Run, queries: Mapping[str, Query | str], docs: Mapping[str, Doc], *,
-               max_queries: int | None = None, progress: bool = False) -> Run:
-        """Re-rank the rankings of ``run`` (the first ``max_queries`` if set); returns a new Run
-        named ``<run.name>+pe-rank``. Costs accumulate in :attr:`accounting` (per query in
-        :meth:`report`) until :meth:`reset_accounting`."""
-        from tqdm.auto import tqdm
+    # -- the run re-ranker protocol (policies in rankstack.rerank.base) -------------------
+    def journal_identity(self) -> dict[str, Any]:
+        cfg = self.model.config
+        return {"model": self.name, "embedder": self.embedder.name,
+                "projector": self.accounting["projector"], "stages": list(cfg.stages),
+                "window": self.windows.window, "stride": self.windows.stride,
+                "passes": self.windows.passes}
 
-        if max_queries is not None and max_queries < 1:
-            raise ConfigError(f"max_queries must be >= 1, not {max_queries}")
-        t0 = time.perf_counter()
-        out = Run(name=f"{run.name}+pe-rank")
-        qids = list(run.rankings)[:max_queries]
-        try:
-            for qid in tqdm(qids, desc="pe-rank", unit="query", disable=not progress):
-                ranking = run.rankings[qid]
-                tq = time.perf_counter()
-                before = {k: self.accounting[k] for k in ("calls", "prompt_tokens",
-                                                          "generated_tokens")}
-                q = queries.get(qid)
-                if q is None:
-                    raise InputError(f"query {qid!r} of run {run.name!r} has no text",
-                                     field="query_id")
-                qtext = q.text if isinstance(q, Query) else str(q)
-                ids = ranking.doc_ids
-                top = ids if self.depth is None else ids[:self.depth]
-                rest = [] if self.depth is None else ids[self.depth:]
-                present, missing = [], []
-                for d in top:
-                    (present if d in docs else missing).append(d)
-                if missing:
-                    if self.on_missing == "raise":
-                        raise InputError(f"doc {missing[0]!r} of query {qid!r} is not in the "
-                                         f"corpus ({len(missing)} missing)", field="doc_id")
-                    self.accounting["missing_docs"] += len(missing)
-                window_docs = [docs[d] for d in present]
-                self._encode(window_docs)  # one batched pass; the windows then hit the cache
-                order = self.rerank_docs(qtext, window_docs)
-                new_ids = [present[i] for i in order] + missing + rest
-                out.add(Ranking.from_order(qid, new_ids, self.name))
-                self.accounting["queries"] += 1
-                self._per_query[qid] = {
-                    **{k: self.accounting[k] - v for k, v in before.items()},
-                    "wall_s": time.perf_counter() - tq}
-        finally:
-            self.accounting["wall_time"] += time.perf_counter() - t0
-        if self.accounting["missing_docs"]:
-            log.warning("PE-Rank: %d candidate(s) missing from the corpus kept below the "
-                        "re-ranked ones", self.accounting["missing_docs"])
+    def _begin(self, report: RerankReport) -> None:
+        self._start = {k: self.accounting[k] for k in ("calls", "prompt_tokens",
+                                                       "generated_tokens", "repaired_windows")}
+        self._call_qids: set[str] = set()
+
+    def _score_group(self, items: list[RerankItem], report: RerankReport,
+                     advance: Callable[[int], None]) -> list[Sequence[float]]:
+        out: list[Sequence[float]] = []
+        for it in items:
+            t0 = time.perf_counter()
+            before = {k: self.accounting[k] for k in ("calls", "prompt_tokens",
+                                                      "generated_tokens")}
+            try:
+                self._encode(it.docs)  # one batched pass; the windows then hit the cache
+                order = self.rerank_docs(it.query, it.docs)
+            finally:
+                self.accounting["wall_time"] += time.perf_counter() - t0
+            out.append(rank_scores(order, len(it.docs)))
+            self.accounting["queries"] += 1
+            self._call_qids.add(it.qid)
+            self._per_query[it.qid] = {
+                **{k: self.accounting[k] - v for k, v in before.items()},
+                "wall_s": time.perf_counter() - t0}
+            report.pairs_scored += len(it.ids)
+            advance(len(it.ids))
         return out
+
+    def _finish(self, report: RerankReport) -> None:
+        acc = self.accounting
+        acc["missing_docs"] += report.missing_docs
+        d = {k: acc[k] - v for k, v in self._start.items()}
+        full = self.report()
+        report.mode, report.backend, report.template = full.mode, full.backend, full.template
+        report.settings = {**full.settings, "depth": report.depth, "queries": report.queries}
+        report.per_query = {q: u for q, u in full.per_query.items()
+                            if q in self._call_qids}
+        report.total = Usage(calls=int(d["calls"]), prompt_tokens=int(d["prompt_tokens"]),
+                             completion_tokens=int(d["generated_tokens"]),
+                             wall_s=sum(u.wall_s for u in report.per_query.values()))
+        report.repairs = {"repaired_windows": int(d["repaired_windows"])}
+        report.notes = full.notes
+        report.budgets = {"max_passage_tokens": self.model.config.max_passage_tokens,
+                          "raise_with": "the passage budget is the projector's (retrain it "
+                                        "with a larger max_passage_tokens)"}
 
 
 def window_token_counts(model: PERankModel, run: Run, queries: Mapping[str, Query | str],
@@ -264,3 +263,22 @@ def window_token_counts(model: PERankModel, run: Run, queries: Mapping[str, Quer
         out["text_per_passage"] = tot["text"] / tot["passages"]
         out["prompt_ratio"] = tot["text"] / max(tot["pe_rank"], 1)
     return out
+
+
+def build_pe_rank(spec: Any) -> PERankReranker:
+    """``family: pe-rank``: ``model`` is the causal LM; settings are the constructor's
+    (``embedder``, ``projector_path``, ``window``, ``stride``, ``depth``, ...)."""
+    import inspect
+
+    if not spec.model:
+        raise ConfigError("family 'pe-rank' needs a model (the causal LM: hub name or dir)")
+    if spec.backend not in (None, "hf"):
+        raise ConfigError(f"family 'pe-rank' runs on the hf backend, not {spec.backend!r}")
+    takes = set(inspect.signature(PERankReranker.__init__).parameters) - {
+        "self", "model_path_or_name", "model"}
+    unknown = sorted(set(spec.settings) - takes)
+    if unknown:
+        raise ConfigError(f"family 'pe-rank' does not take setting(s) {', '.join(unknown)}; "
+                          f"it takes: {', '.join(sorted(takes))}")
+    return PERankReranker(spec.model, **spec.settings)
+

@@ -1,0 +1,400 @@
+"""Quality and cost side by side: re-rank one candidate run with several re-rankers, evaluate
+them with the one :class:`~rankstack.evaluate.Evaluator` (significance vs a baseline), and
+measure each one's cost the benchmark way.
+
+How cost is measured (also written into every table caption and JSON):
+
+* each model runs in its **own fresh process** (:mod:`rankstack.evaluate._compare_worker`),
+  all started with the same thread settings (``threads`` for torch / llama.cpp and the
+  ``OMP_NUM_THREADS`` family); models are loaded one after another (load time: one load);
+* the **quality pass** re-ranks all selected queries through the normal resumable path (a
+  journal for pointwise families, the LLM call cache for LLMs; a finished run is re-used when
+  its spec and candidates are unchanged) and is what the quality columns evaluate;
+* then a **warm-up** query, then ``repeats`` **timing passes, interleaved** across models (the
+  model order rotates each round); in a pass each timing query is re-ranked alone, caches off;
+  per query the median over passes is kept; p50/p95 are over queries; pairs/s is the median
+  over passes of pairs / pass seconds;
+* **memory**: see :mod:`rankstack.evaluate.efficiency` (the process's resident high-water
+  mark, reset after interpreter + rankstack + dataset; CUDA peak when a GPU was used).
+
+A row ``candidates`` is the first-stage run itself (no model, no cost measured).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rankstack.config import config_hash
+from rankstack.errors import ConfigError, InputError
+from rankstack.evaluate import efficiency as eff
+from rankstack.evaluate.compare_report import CompareResult
+
+log = logging.getLogger("rankstack.evaluate.compare")
+
+CANDIDATES = "candidates"
+SPEC_KEYS = {"label", "model", "family", "preset", "backend", "settings", "depth", "max_queries",
+             "members"}
+
+
+@dataclass
+class ModelSpec:
+    """One entry of ``--models``: a re-ranker spec plus compare's own keys."""
+
+    label: str
+    spec: dict[str, Any]  # model / family / backend / settings (the re-ranker spec)
+    depth: int | None = 100
+    max_queries: int | None = None
+
+    @property
+    def is_candidates(self) -> bool:
+        return self.spec.get("family") == CANDIDATES
+
+
+def parse_model(text: str | Mapping[str, Any], where: str = "--models") -> ModelSpec:
+    """``candidates``, ``LABEL=SPEC``, a YAML/JSON mapping, or a YAML file of one mapping.
+
+    Keys: ``model``, ``family``, ``backend``, ``settings`` (the re-ranker spec) and
+    ``label``, ``depth`` (default 100), ``max_queries`` (first N queries of the run).
+    """
+    import yaml
+
+    label = None
+    if isinstance(text, str):
+        head, sep, rest = text.partition("=")
+        if sep and head and all(c.isalnum() or c in "._-+@" for c in head):
+            label, text = head, rest
+        if text.strip() == CANDIDATES:
+            raw: Any = {"family": CANDIDATES}
+        elif os.path.isfile(text):
+            try:
+                raw = yaml.safe_load(Path(text).read_text(encoding="utf-8"))
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{where}: {text}: not valid YAML: {exc}") from None
+            where = text
+        else:
+            try:
+                raw = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{where}: {text!r} is not a YAML mapping: {exc}") from None
+    else:
+        raw = dict(text)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: {text!r}: expected 'candidates', LABEL=SPEC, a mapping "
+                          f"such as '{{model: M, family: cross-encoder}}', or a YAML file")
+    unknown = sorted(set(raw) - SPEC_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: "
+                          f"{', '.join(sorted(SPEC_KEYS))})")
+    spec = {k: raw[k] for k in ("model", "family", "preset", "backend", "settings", "members")
+            if raw.get(k) is not None}
+    if "settings" in spec and not isinstance(spec["settings"], Mapping):
+        raise ConfigError(f"{where}: 'settings' must be a mapping, not {spec['settings']!r}")
+    for key in ("depth", "max_queries"):
+        v = raw.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"{where}: {key!r} must be a positive integer, not {v!r}")
+    label = label or raw.get("label") or _default_label(spec)
+    return ModelSpec(str(label), spec, raw.get("depth", 100), raw.get("max_queries"))
+
+
+def _default_label(spec: Mapping[str, Any]) -> str:
+    if spec.get("family") == CANDIDATES:
+        return CANDIDATES
+    model = str(spec.get("model") or "default")
+    name = Path(model.rstrip("/")).name or model
+    return f"{spec.get('family') or spec.get('preset') or 'model'}:{name}"
+
+
+@dataclass
+class CompareSettings:
+    measures: list[str] = field(default_factory=lambda: ["nDCG@10"])
+    baseline: str | None = None  # label; default: the first row
+    reference: str | None = None  # label for the ratios; default: the first measured model
+    threads: int = 1
+    repeats: int = 3
+    warmup: int = 1
+    timing_queries: int | None = 10
+    max_queries: int | None = None
+    missing: str = "skip"
+    tests: list[str] = field(default_factory=lambda: ["t", "perm"])
+    rounds: int = 10_000
+    seed: int = 0
+    alpha: float = 0.05
+
+    def check(self) -> None:
+        for key in ("threads", "repeats"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{key} must be a positive integer, not {v!r}")
+        for key in ("timing_queries", "max_queries"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{key} must be a positive integer or None, not {v!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ConfigError(f"warmup must be a non-negative integer, not {self.warmup!r}")
+
+    def method(self) -> str:
+        return (f"each model in a fresh process, threads={self.threads} for all; "
+                f"{self.warmup} warm-up quer{'y' if self.warmup == 1 else 'ies'}, then "
+                f"{self.repeats} timing pass(es) interleaved across models (order rotated), "
+                f"{self.timing_queries or 'all'} timing queries each re-ranked alone, caches "
+                f"off; latency = median over passes per query, p50/p95 over queries; pairs/s = "
+                f"median over passes; load = one load, libraries' import included")
+
+
+@dataclass
+class ModelCost:
+    """Measured cost of one model (medians; see the module docstring)."""
+
+    label: str
+    name: str
+    load_s: float
+    quality_s: float | None  # None when the quality run was re-used
+    pairs_per_s: float
+    p50_ms: float
+    p95_ms: float
+    timing_queries: int
+    pairs_per_query: float
+    memory: dict[str, Any]
+    memory_after_load: dict[str, Any] = field(default_factory=dict)
+    llm_calls_per_query: float | None = None
+    prompt_tokens_per_query: float | None = None
+    completion_tokens_per_query: float | None = None
+    calls_per_s: float | None = None
+    passes: list[dict[str, Any]] = field(default_factory=list)
+    quality_report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def memory_mb(self) -> float | None:
+        """What the ratios use: added RSS, or the GPU peak where a GPU was used."""
+        return self.memory.get("gpu_peak_mb") or self.memory.get("added_rss_mb")
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["memory_mb_for_ratios"] = self.memory_mb
+        return d
+
+
+class _Proc:
+    """A worker process: JSON lines on stdin, replies on its stdout."""
+
+    def __init__(self, label: str, threads: int) -> None:
+        env = dict(os.environ) | eff.thread_env(threads)
+        src = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self.label = label
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "rankstack.evaluate._compare_worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8")
+
+    def ask(self, cmd: str, **kw: Any) -> dict[str, Any]:
+        assert self.p.stdin is not None and self.p.stdout is not None
+        try:
+            self.p.stdin.write(json.dumps({"cmd": cmd, **kw}) + "\n")
+            self.p.stdin.flush()
+        except BrokenPipeError:
+            pass
+        line = self.p.stdout.readline()
+        if not line:
+            code = self.p.wait()
+            raise RuntimeError(f"{self.label}: worker exited (code {code}) during {cmd!r}")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            if reply.get("config_error"):
+                raise ConfigError(f"model {self.label!r}: {reply['error']}")
+            raise RuntimeError(f"model {self.label!r} failed in {cmd}: {reply['error']}\n"
+                               f"{reply.get('traceback', '')}")
+        return reply
+
+    def close(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+@dataclass
+class DatasetArgs:
+    """Where the candidates come from (``rankstack.datasets.load_dataset`` arguments)."""
+
+    name: str
+    run: str | None = None
+    topics: str | None = None
+    corpus: str | None = None
+    qrels: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (None if v is None else os.fspath(v)) for k, v in self.__dict__.items()}
+
+
+def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.PathLike[str],
+            settings: CompareSettings | None = None) -> CompareResult:
+    """Re-rank with every model, evaluate, measure; runs go to ``out_dir/runs/LABEL.run``."""
+    from rankstack.datasets import DATASETS, load_dataset
+    from rankstack.evaluate import Evaluator
+    from rankstack.io import atomic_write, read_run, write_run
+
+    s = settings or CompareSettings()
+    s.check()
+    if not models:
+        raise ConfigError("no models to compare")
+    labels = [m.label for m in models]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ConfigError(f"duplicate model labels: {', '.join(dup)} (name them LABEL=SPEC)")
+    _check_specs(models)
+    ds = load_dataset(data.name, run=data.run, topics=data.topics, corpus=data.corpus,
+                      qrels=data.qrels)
+    if ds.run is None:
+        raise ConfigError(f"{data.name}: no candidate run to re-rank (give --run)")
+    if ds.qrels is None:
+        raise ConfigError(f"{data.name}: no qrels to evaluate against (give --qrels)")
+    if not ds.docs and any(not m.is_candidates for m in models):
+        raise ConfigError(f"{data.name}: no passage texts (give candidates with passages or "
+                          f"--corpus)")
+    binary_rel = DATASETS[data.name].binary_rel if data.name in DATASETS else 1
+    if data.name in DATASETS and data.qrels is None:
+        ds.qrels.name = data.name  # as 'rankstack evaluate --qrels dl19' names it
+    all_qids = list(ds.run.rankings)[:s.max_queries]
+    out = Path(out_dir)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    fingerprint = config_hash({"data": data.to_dict(), "qids": all_qids})
+
+    runs: dict[str, Any] = {}
+    procs: dict[str, _Proc] = {}
+    loaded: dict[str, dict[str, Any]] = {}
+    quality: dict[str, dict[str, Any]] = {}
+    try:
+        for m in models:
+            qids = all_qids[:m.max_queries]
+            if m.is_candidates:  # written too, so 'rankstack evaluate' can re-check the table
+                runs[m.label] = _restrict(ds.run, qids, name=m.label)
+                write_run(runs[m.label], out / "runs" / f"{_safe(m.label)}.run",
+                          tag=_safe(m.label))
+                continue
+            p = procs[m.label] = _Proc(m.label, s.threads)
+            timing = qids[:s.timing_queries]
+            loaded[m.label] = p.ask("load", dataset=data.to_dict(), spec=m.spec, qids=qids,
+                                    timing_qids=timing, depth=m.depth, threads=s.threads,
+                                    cache_dir=str(out / "llm-cache" / _safe(m.label)))
+            log.info("%s: loaded in %.1fs", m.label, loaded[m.label]["load_s"])
+        for m in models:
+            if m.is_candidates:
+                continue
+            path = out / "runs" / f"{_safe(m.label)}.run"
+            meta = out / "runs" / f"{_safe(m.label)}.meta.json"
+            key = config_hash({"spec": m.spec, "depth": m.depth, "max_queries": m.max_queries,
+                               "candidates": fingerprint})
+            if path.exists() and meta.exists() and _meta_key(meta) == key:
+                quality[m.label] = {"reused": True, **json.loads(meta.read_text())}
+            else:
+                rep = procs[m.label].ask("quality", run_path=str(path), tag=_safe(m.label))
+                quality[m.label] = {"reused": False, "key": key, "seconds": rep["seconds"],
+                                    "report": rep["report"]}
+                with atomic_write(meta) as fh:
+                    json.dump({"key": key, "spec": m.spec, "seconds": rep["seconds"],
+                               "report": rep["report"]}, fh, indent=1)
+            runs[m.label] = read_run(path)
+            runs[m.label].name = m.label
+        measured = [m.label for m in models if not m.is_candidates]
+        for label in measured:
+            if s.warmup:
+                procs[label].ask("warmup", queries=s.warmup)
+        passes: dict[str, list[dict[str, Any]]] = {label: [] for label in measured}
+        for r in range(s.repeats):
+            order = measured[r % len(measured):] + measured[:r % len(measured)] if measured \
+                else []
+            for label in order:
+                passes[label].append(procs[label].ask("time"))
+        memory = {label: procs[label].ask("finish")["memory"] for label in measured}
+    finally:
+        for p in procs.values():
+            p.close()
+
+    costs = {label: _cost(label, loaded[label], quality[label], passes[label], memory[label])
+             for label in passes}
+    ev = Evaluator(s.measures, ds.qrels, binary_rel=binary_rel, missing=s.missing)
+    baseline = s.baseline if s.baseline is not None else labels[0]
+    if baseline not in labels:
+        raise ConfigError(f"baseline {baseline!r} is not one of the models: {', '.join(labels)}")
+    comp = ev.compare({label: runs[label] for label in labels}, baseline=baseline,
+                      tests=s.tests, rounds=s.rounds, seed=s.seed, alpha=s.alpha)
+    reference = s.reference or (measured[0] if measured else None)
+    if reference is not None and reference not in costs:
+        raise ConfigError(f"reference {reference!r} is not a measured model "
+                          f"({', '.join(costs) or 'none'})")
+    return CompareResult(comp, costs, s, reference, data, {m.label: m for m in models})
+
+
+def _restrict(run, qids, name: str | None = None):
+    from rankstack.records import Run
+
+    missing = [q for q in qids if q not in run.rankings]
+    if missing:
+        raise InputError(f"queries {missing[:3]} are not in run {run.name!r}")
+    return Run({q: run[q] for q in qids}, name=name or run.name)
+
+
+def _meta_key(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("key")
+    except (OSError, json.JSONDecodeError):
+        return None  # unreadable meta: the run is redone
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-+" else "_" for c in label)
+
+
+def _check_specs(models: Sequence[ModelSpec]) -> None:
+    """Families must be known before any process is started."""
+    from rankstack.evaluate._adapter import known_families
+
+    known = known_families()
+    for m in models:
+        fam = m.spec.get("family")
+        if m.is_candidates:
+            continue
+        if fam is not None and fam not in known:
+            raise ConfigError(f"model {m.label!r}: unknown family {fam!r}; known: "
+                              f"{', '.join([CANDIDATES, *known])}")
+
+
+def _cost(label: str, loaded: dict[str, Any], quality: dict[str, Any],
+          passes: list[dict[str, Any]], memory: dict[str, Any]) -> ModelCost:
+    qids = list(passes[0]["latency_s"]) if passes else []
+    per_q = {q: eff.median([p["latency_s"][q] for p in passes]) for q in qids}
+    lat_ms = [v * 1000 for v in per_q.values()]
+    pps, cps = [], []
+    for p in passes:
+        secs = sum(p["latency_s"].values())
+        pps.append(p["totals"]["pairs"] / secs if secs > 0 else float("nan"))
+        cps.append(p["totals"]["llm_calls"] / secs if secs > 0 else float("nan"))
+    tot = passes[-1]["totals"] if passes else {}
+    n = max(1, len(qids))
+    llm = bool(tot.get("llm_calls"))
+    return ModelCost(
+        label=label, name=loaded["name"], load_s=loaded["load_s"],
+        quality_s=None if quality.get("reused") else quality.get("seconds"),
+        pairs_per_s=eff.median(pps), p50_ms=eff.percentile(lat_ms, 50),
+        p95_ms=eff.percentile(lat_ms, 95), timing_queries=len(qids),
+        pairs_per_query=tot.get("pairs", 0) / n, memory=memory,
+        memory_after_load=loaded.get("memory_after_load") or {},
+        llm_calls_per_query=tot["llm_calls"] / n if llm else None,
+        prompt_tokens_per_query=tot["prompt_tokens"] / n if llm else None,
+        completion_tokens_per_query=tot["completion_tokens"] / n if llm else None,
+        calls_per_s=eff.median(cps) if llm else None, passes=passes,
+        quality_report=quality.get("report") or {})
+
+
+__all__ = ["CompareResult", "CompareSettings", "DatasetArgs", "ModelCost", "ModelSpec",
+           "compare", "parse_model"]

@@ -1,0 +1,254 @@
+"""The one re-ranker protocol: every family built from a spec by ``load_reranker`` and driven
+through the same ``rerank(run, queries, docs, depth=...)`` with the same policies.
+
+Tiny random models (tests/tiny_models.py) prove mechanics, never effectiveness.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from rankstack.errors import ConfigError, InputError  # noqa: E402
+from rankstack.records import Doc, Query, Ranking, Run  # noqa: E402
+from rankstack.rerank import (  # noqa: E402
+    RerankReport,
+    RunReranker,
+    families,
+    load_reranker,
+    resolve_spec,
+)
+
+TEXTS = [
+    "cats eat food and sleep a long time",
+    "Paris is the capital city of France on the river Seine",
+    "python code is a programming language",
+    "the weather today is rain and tomorrow sun",
+    "dogs and cats are pets and animals",
+    "music with guitar and piano",
+    "Berlin is the capital of Germany",
+]
+DOCS = {f"d{i}": Doc(f"d{i}", t) for i, t in enumerate(TEXTS)}
+QUERIES = {"q1": Query("q1", "what do cats eat"), "q2": Query("q2", "capital of France")}
+
+
+def make_run() -> Run:
+    return Run({"q1": Ranking.from_order("q1", ["d0", "d1", "d2", "d3", "d4", "d5"], "bm25"),
+                "q2": Ranking.from_order("q2", ["d6", "d1", "d5", "d0"], "bm25")}, "bm25")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def specs(tiny_bert_dir, tiny_t5_dir, tiny_llama_dir, tiny_llama_cls_dir, tiny_chat_llama):
+    enc = {"dtype": "fp32", "batch_size": 4}
+    return {
+        "cross-encoder": {"family": "cross-encoder", "model": str(tiny_bert_dir),
+                          "settings": enc},
+        "bi-encoder": {"family": "bi-encoder", "model": str(tiny_bert_dir),
+                       "settings": {**enc, "pooling": "mean"}},
+        "monot5": {"family": "monot5", "model": str(tiny_t5_dir), "settings": enc},
+        "twolar": {"family": "twolar", "model": str(tiny_t5_dir), "settings": enc},
+        "rankt5": {"family": "rankt5", "model": str(tiny_t5_dir), "settings": enc},
+        "rankllama": {"family": "rankllama", "model": str(tiny_llama_cls_dir), "settings": enc},
+        "yes-no": {"family": "yes-no", "model": str(tiny_llama_dir), "settings": enc},
+        "llm-listwise": {"family": "llm-listwise", "backend": "hf",
+                         "model": str(tiny_chat_llama),
+                         "settings": {"window": 2, "stride": 1, "max_passage_tokens": 12}},
+        "llm-pointwise": {"family": "llm-pointwise", "backend": "hf",
+                          "model": str(tiny_chat_llama), "settings": {"max_passage_tokens": 12}},
+        "pe-rank": {"family": "pe-rank", "model": str(tiny_llama_dir),
+                    "settings": {"embedder": str(tiny_bert_dir), "max_passage_tokens": 16,
+                                 "window": 2, "stride": 1}},
+        "bm25": {"family": "bm25"},
+        "fusion": {"family": "fusion", "settings": {"method": "rrf"},
+                   "members": [{"family": "bm25"},
+                               {"family": "cross-encoder", "model": str(tiny_bert_dir),
+                                "settings": enc}]},
+    }
+
+
+def test_every_registered_family_has_a_protocol_test(specs):
+    assert set(families()) == set(specs)
+
+
+@pytest.mark.parametrize("family", ["cross-encoder", "bi-encoder", "monot5", "twolar", "rankt5",
+                                    "rankllama", "yes-no", "llm-listwise", "llm-pointwise",
+                                    "pe-rank", "bm25", "fusion"])
+def test_family_through_the_protocol(family, specs):
+    rr = load_reranker(specs[family])
+    try:
+        assert isinstance(rr, RunReranker) and rr.spec.family == family
+        run = make_run()
+        out = rr.rerank(run, QUERIES, DOCS, depth=3)
+        rep = rr.last_report
+        assert isinstance(rep, RerankReport)
+        for q in run:
+            # the same candidates; the re-ranked top 3, then the tail in its input order
+            assert sorted(out[q].doc_ids) == sorted(run[q].doc_ids)
+            assert sorted(out[q].doc_ids[:3]) == sorted(run[q].doc_ids[:3])
+            assert out[q].doc_ids[3:] == run[q].doc_ids[3:]
+            assert out[q].scorer == rr.name
+        assert rep.queries == 2 and rep.pairs_scored == 6 and rep.kept_below_depth == 4
+        assert rep.model == rr.name and rep.score_kind == rr.score_kind and rep.depth == 3
+        d = json.loads(json.dumps(rep.to_dict(), default=str))
+        assert d["pairs_scored"] == 6 and "ties" in d and "budgets" in d
+        if family.startswith("llm-"):
+            assert rep.total.calls > 0 and rep.total.prompt_tokens > 0
+            assert set(rep.per_query) == {"q1", "q2"}
+        if family == "pe-rank":
+            assert rep.total.calls == 2 * 2  # windows (1,3), (0,2) per query
+        if family == "fusion":
+            assert [m.model for m in rep.members] == [m.name for m in rr.members]
+        # the same policies everywhere: a missing doc is an error naming it ...
+        docs = {k: v for k, v in DOCS.items() if k != "d1"}
+        with pytest.raises(InputError, match="'d1'"):
+            rr.rerank(run, QUERIES, docs, depth=3)
+        # ... or, with on_missing=skip, dropped and counted
+        rr.on_missing = "skip"
+        out = rr.rerank(run, QUERIES, docs, depth=3)
+        assert "d1" not in out["q1"].doc_ids and rr.last_report.missing_docs == 2
+        assert out["q1"].doc_ids[2:] == ["d3", "d4", "d5"]
+    finally:
+        rr.close()
+
+
+def test_keep_policy_and_missing_query_and_empty_run(specs):
+    rr = load_reranker({"family": "bm25", "settings": {"on_missing": "keep"}})
+    docs = {k: v for k, v in DOCS.items() if k != "d1"}
+    out = rr.rerank(make_run(), {"q1": QUERIES["q1"]}, docs, depth=3)
+    # the missing doc is kept right below the re-ranked ones, before the tail
+    assert out["q1"].doc_ids[2:] == ["d1", "d3", "d4", "d5"]
+    assert "q2" not in out and rr.last_report.missing_queries == 1
+    with pytest.raises(InputError, match="nothing to re-rank"):
+        rr.rerank(Run({}, "empty"), QUERIES, DOCS)
+    empty = Run({"q1": Ranking("q1", [], "bm25")}, "r")
+    assert len(rr.rerank(empty, QUERIES, DOCS)["q1"]) == 0
+    assert rr.last_report.empty_queries == 1
+
+
+def test_bm25_scores_the_candidates_among_themselves():
+    import bm25s
+
+    from rankstack.retrieve.bm25 import TOKEN_PATTERN
+
+    rr = load_reranker({"family": "bm25", "settings": {"k1": 1.2, "b": 0.75}})
+    run = make_run()
+    out = rr.rerank(run, QUERIES, DOCS, depth=None)
+    # the capital-of-France query puts the passage about Paris first
+    assert out["q2"].doc_ids[0] == "d1"
+    # scores equal a bm25s index built over exactly q2's candidates
+    ids = run["q2"].doc_ids
+    import Stemmer
+
+    stem = Stemmer.Stemmer("english")
+    corpus = bm25s.tokenize([DOCS[i].text for i in ids], token_pattern=TOKEN_PATTERN,
+                            stopwords="en", stemmer=stem, return_ids=False, show_progress=False)
+    ref = bm25s.BM25(k1=1.2, b=0.75)
+    ref.index(corpus, show_progress=False)
+    q = bm25s.tokenize(["capital of France"], token_pattern=TOKEN_PATTERN, stopwords="en",
+                       stemmer=stem, return_ids=False, show_progress=False)[0]
+    expected = dict(zip(ids, ref.get_scores(list(q)), strict=True))
+    got = out["q2"].scores()
+    assert all(got[i] == pytest.approx(float(expected[i]), abs=1e-5) for i in ids)
+    # a query with no term among the candidates: all scores tie at 0, counted
+    out = rr.rerank(make_run(), {**QUERIES, "q1": Query("q1", "zebra")}, DOCS, depth=3)
+    assert rr.last_report.ties == 3
+    with pytest.raises(ConfigError, match="does not take"):
+        load_reranker({"family": "bm25", "settings": {"k3": 1}})
+
+
+def test_journal_resumes_an_llm_run_without_redoing_finished_queries(specs, tmp_path,
+                                                                       monkeypatch):
+    rr = load_reranker(specs["llm-listwise"])
+    journal = tmp_path / "run.journal.jsonl"
+    ref = rr.rerank(make_run(), QUERIES, DOCS, depth=3)
+    calls_per_query = rr.last_report.per_query["q1"].calls
+    real = rr.backend.generate
+    made: list[int] = []
+
+    def dies_in_the_second_query(*a, **kw):
+        if len(made) == calls_per_query:
+            raise KeyboardInterrupt
+        made.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(rr.backend, "generate", dies_in_the_second_query)
+    with pytest.raises(KeyboardInterrupt):
+        rr.rerank(make_run(), QUERIES, DOCS, depth=3, journal=journal)
+    monkeypatch.setattr(rr.backend, "generate", real)
+    out = rr.rerank(make_run(), QUERIES, DOCS, depth=3, journal=journal)
+    rep = rr.last_report
+    assert rep.resumed_queries == 1 and set(rep.per_query) == {"q2"}
+    assert out.to_dict() == ref.to_dict()
+    # a journal of another re-ranker is refused, not mixed
+    other = load_reranker({**specs["llm-listwise"],
+                           "settings": {**specs["llm-listwise"]["settings"], "window": 3}})
+    with pytest.raises(ConfigError, match="journal"):
+        other.rerank(make_run(), QUERIES, DOCS, depth=3, journal=journal)
+
+
+def test_spec_errors_are_clear_and_early():
+    with pytest.raises(ConfigError, match="unknown model family 'nope'"):
+        resolve_spec({"family": "nope"})
+    with pytest.raises(ConfigError, match="unknown key.*modle"):
+        resolve_spec({"modle": "x", "family": "bm25"})
+    with pytest.raises(ConfigError, match="settings: expected a mapping"):
+        resolve_spec({"family": "bm25", "settings": [1]})
+    with pytest.raises(ConfigError, match="members"):
+        resolve_spec({"family": "fusion"})
+    with pytest.raises(ConfigError, match="only family 'fusion' takes members"):
+        resolve_spec({"family": "bm25", "members": [{"family": "bm25"}]})
+    with pytest.raises(ConfigError, match="needs a backend"):
+        load_reranker({"family": "llm-listwise", "model": "x"})
+    with pytest.raises(ConfigError, match="unknown preset"):
+        resolve_spec({"preset": "no-such-preset"})
+
+
+def test_preset_is_merged_under_the_users_spec(monkeypatch, tiny_bert_dir):
+    from rankstack.rerank import presets
+
+    monkeypatch.setitem(presets.PRESETS, "test-ce", {
+        "family": "cross-encoder", "model": str(tiny_bert_dir),
+        "settings": {"doc_length": 16, "query_length": 8, "dtype": "fp32"}})
+    s = resolve_spec({"preset": "test-ce", "settings": {"doc_length": 32}})
+    assert s.family == "cross-encoder" and s.model == str(tiny_bert_dir)
+    assert s.settings == {"doc_length": 32, "query_length": 8, "dtype": "fp32"}
+    rr = load_reranker({"preset": "test-ce", "settings": {"doc_length": 4}})
+    rr.rerank(make_run(), QUERIES, DOCS, depth=3)
+    rep = rr.last_report
+    assert rep.budgets["doc_length"] == 4 and rep.budgets["query_length"] == 8
+    assert rep.passages_truncated == 6  # every passage has more than 4 tokens
+
+
+def test_truncation_warning_names_the_budget_and_how_to_raise_it(tiny_bert_dir, caplog):
+    rr = load_reranker({"family": "cross-encoder", "model": str(tiny_bert_dir),
+                        "settings": {"doc_length": 3, "dtype": "fp32"}})
+    with caplog.at_level("WARNING", logger="rankstack.rerank"):
+        rr.rerank(make_run(), QUERIES, DOCS, depth=3)
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "6 of 6 passages" in msg and "doc_length=3" in msg and "--set doc_length=N" in msg
+    caplog.clear()
+    ok = load_reranker({"family": "cross-encoder", "model": str(tiny_bert_dir),
+                        "settings": {"doc_length": 64, "dtype": "fp32"}})
+    with caplog.at_level("WARNING", logger="rankstack.rerank"):
+        ok.rerank(make_run(), QUERIES, DOCS, depth=3)
+    assert not [r for r in caplog.records if "truncated" in r.getMessage()]
+    assert ok.last_report.truncation_warning() is None
+
+
+def test_ties_are_counted(tiny_bert_dir):
+    # identical passages get identical scores from a pointwise model
+    docs = {**DOCS, "d9": Doc("d9", TEXTS[0])}
+    run = Run({"q1": Ranking.from_order("q1", ["d0", "d9", "d2"], "bm25")}, "bm25")
+    rr = load_reranker({"family": "cross-encoder", "model": str(tiny_bert_dir),
+                        "settings": {"dtype": "fp32"}})
+    rr.rerank(run, QUERIES, docs)
+    assert rr.last_report.ties == 2 and "tied scores 2" in rr.last_report.summary()
