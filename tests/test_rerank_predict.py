@@ -96,7 +96,8 @@ def test_one_rank_is_the_reranker_and_resumes(reranker, tmp_path) -> None:
     assert res.run.name == ref.name
     assert_same_run(res.run, ref, atol=1e-6)
     assert res.pairs_scored == 12 * 6 and res.scored_queries == 12 and res.resumed_queries == 0
-    assert res.reranker_stats["kept_below_depth"] == 12 * 3  # the re-ranker's tail policy
+    assert res.report.kept_below_depth == 12 * 3  # the re-ranker's tail policy, summed
+    assert res.report.pairs_scored == 12 * 6
     # journal kept until removed: a second call resumes everything, scores nothing
     again = rerank_sharded(reranker, run, queries, docs, journal=jpath, show_progress=False)
     assert again.resumed_queries == 12 and again.pairs_scored == 0

@@ -12,7 +12,14 @@ import argparse
 import json
 
 from rankstack.cli._common import add_config_arg
-from rankstack.cli.rerank import _yaml_value, add_spec_args, spec_from_args
+from rankstack.cli.rerank import (
+    _yaml_value,
+    add_device_args,
+    add_spec_args,
+    launch_ranks,
+    place_on,
+    spec_from_args,
+)
 
 
 def add_parser(sub) -> None:
@@ -37,6 +44,7 @@ def add_parser(sub) -> None:
                    help="queries ranked between two journal writes")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="teacher run (TREC); provenance JSON beside it")
+    add_device_args(p)
     p.set_defaults(func=run)
 
 
@@ -46,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from rankstack.sources import load_sources
 
     spec = spec_from_args(args, base=args.teacher)
+    ranks = launch_ranks(args)  # before the teacher is loaded: each rank loads its own
     settings = {"batch_size": args.batch_size, "threads": args.threads}
     src = load_sources(args.runs, topics=args.topics, corpus=args.corpus)
     pooled, stats = pool_candidates(src.runs, args.depth, src.queries, src.docs,
@@ -53,17 +62,21 @@ def run(args: argparse.Namespace) -> int:
     if args.max_queries is not None:
         keep = list(pooled)[: args.max_queries]
         pooled = type(pooled)({q: pooled[q] for q in keep}, pooled.name)
-    print(f"pooled {len(pooled)} queries, {pooled.n_pairs} pairs from {len(src.runs)} runs "
-          f"(depth {args.depth}): {json.dumps(pool_stats_dict(stats))}")
-    teacher, teacher_id = load_teacher(spec=spec, **settings)
+    if ranks.is_zero:
+        print(f"pooled {len(pooled)} queries, {pooled.n_pairs} pairs from {len(src.runs)} runs "
+              f"(depth {args.depth}): {json.dumps(pool_stats_dict(stats))}")
+    teacher, teacher_id = load_teacher(spec=place_on(spec, ranks), **settings)
     cfg = {"runs": args.runs, "depth": args.depth,
            "teacher": teacher.spec.to_dict(),  # type: ignore[attr-defined]
            "max_queries": args.max_queries}
     try:
         result = teach(teacher, teacher_id, pooled, src.queries, src.docs, args.out, config=cfg,
-                       chunk_size=args.chunk_size, show_progress=not args.no_progress)
+                       chunk_size=args.chunk_size, show_progress=not args.no_progress,
+                       ranks=ranks)
     finally:
         teacher.close()
+    if result is None:
+        return 0  # not rank 0: rank 0 merged the journals and wrote the run
     print(f"teacher run: {args.out} ({result.provenance['queries']} queries, "
           f"{result.provenance['pairs']} pairs; resumed {result.resumed_queries}, "
           f"scored {result.scored_queries}) in {result.provenance['wall_time_s_this_invocation']} s")

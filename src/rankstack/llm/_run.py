@@ -37,8 +37,9 @@ def map_maybe_parallel(fn: Callable[[T], R], items: Iterable[T], workers: int,
 
 
 def query_groups(pending: list[RerankItem], backend: LLMBackend) -> Iterator[list[RerankItem]]:
-    """As many queries per group as the backend runs calls at once (a journal write each)."""
-    size = max(1, int(backend.max_concurrency))
+    """As many queries per group as the backend runs calls at once, or batches in one
+    forward pass (a journal write each)."""
+    size = max(1, int(backend.max_concurrency), int(getattr(backend, "batch_size", 1)))
     for i in range(0, len(pending), size):
         yield pending[i:i + size]
 

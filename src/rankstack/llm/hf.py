@@ -25,7 +25,8 @@ class HFBackend(LLMBackend):
     Messages go through the tokenizer's chat template when it has one (``use_chat_template``
     turns that off); prompts are truncated from the left to ``max_input_tokens`` if set.
     :meth:`generate_batch` and :meth:`next_token_logprobs_batch` run ``batch_size`` prompts per
-    forward pass, left-padded; with greedy decoding their outputs are a single call's.
+    forward pass, left-padded (default 1: one call per prompt); with greedy decoding their
+    outputs are a single call's (listwise windows of many queries, pointwise pairs).
     """
 
     kind = "hf"
@@ -33,7 +34,7 @@ class HFBackend(LLMBackend):
     def __init__(self, model: str, *, device: str = "cpu", dtype: str = "float32",
                  threads: int | None = None, use_chat_template: bool = True,
                  max_input_tokens: int | None = None, trust_remote_code: bool = False,
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 1) -> None:
         torch = require("torch", "neural", "Hugging Face LLM backends")
         transformers = require("transformers", "neural", "Hugging Face LLM backends")
         if dtype not in _DTYPES:
@@ -85,18 +86,27 @@ class HFBackend(LLMBackend):
 
     def generate(self, prompt: Prompt, *, max_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> Generation:
-        return self.generate_batch([prompt], max_tokens=max_tokens, stop=stop)[0]
+        return self._generate([prompt], [max_tokens], stop, [[0]])[0]
 
     def generate_batch(self, prompts: Sequence[Prompt], *, max_tokens: int | Sequence[int] = 64,
                        stop: Sequence[str] | None = None) -> list[Generation]:
         """Greedy generation, :attr:`batch_size` prompts per ``model.generate`` call (similar
         lengths together, left-padded, masked); each output is cut at the first end-of-sequence
-        token and at ``max_tokens`` of its own prompt, as a call of its own would be."""
-        torch = self._torch
+        token and at ``max_tokens`` of its own prompt, as a call of its own would be.
+        ``batch_size`` 1: one :meth:`generate` call per prompt."""
         caps = per_prompt(max_tokens, len(prompts))
+        if self.batch_size <= 1:
+            return super().generate_batch(prompts, max_tokens=caps, stop=stop)
         ids = [self._input_ids(p) for p in prompts]
+        return self._generate(prompts, caps, stop, self._chunks(ids), ids)
+
+    def _generate(self, prompts: Sequence[Prompt], caps: list[int], stop: Sequence[str] | None,
+                  chunks: list[list[int]], ids: list[list[int]] | None = None
+                  ) -> list[Generation]:
+        torch = self._torch
+        ids = ids or [self._input_ids(p) for p in prompts]
         out: list[Generation] = [None] * len(ids)  # type: ignore[list-item]
-        for chunk in self._chunks(ids):
+        for chunk in chunks:
             x, mask = self._left_pad([ids[i] for i in chunk])
             with torch.inference_mode():
                 gen = self.model.generate(
@@ -138,17 +148,24 @@ class HFBackend(LLMBackend):
         return self.tokenizer.decode([token_id])
 
     def next_token_logprobs(self, prompt: Prompt, candidates: Sequence[str]) -> NextTokenScores:
-        return self.next_token_logprobs_batch([prompt], candidates)[0]
+        return self._logprobs([self._input_ids(prompt)], candidates, [[0]])[0]
 
     def next_token_logprobs_batch(self, prompts: Sequence[Prompt],
                                   candidates: Sequence[str]) -> list[NextTokenScores]:
         """Next-token log-probabilities, :attr:`batch_size` left-padded prompts per forward
-        pass (positions counted from each prompt's first real token)."""
-        torch = self._torch
+        pass (positions counted from each prompt's first real token); ``batch_size`` 1: one
+        :meth:`next_token_logprobs` call per prompt."""
+        if self.batch_size <= 1:
+            return super().next_token_logprobs_batch(prompts, candidates)
         ids = [self._input_ids(p) for p in prompts]
+        return self._logprobs(ids, candidates, self._chunks(ids))
+
+    def _logprobs(self, ids: list[list[int]], candidates: Sequence[str],
+                  chunks: list[list[int]]) -> list[NextTokenScores]:
+        torch = self._torch
         cand_ids = {c: self._candidate_ids(c) for c in candidates}
         out: list[NextTokenScores] = [None] * len(ids)  # type: ignore[list-item]
-        for chunk in self._chunks(ids):
+        for chunk in chunks:
             x, mask = self._left_pad([ids[i] for i in chunk])
             kw = {"logits_to_keep": 1} if self._keeps_logits else {}
             with torch.inference_mode():

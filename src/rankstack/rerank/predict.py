@@ -49,6 +49,7 @@ from typing import Any
 from rankstack.errors import ConfigError, InputError, RankstackError
 from rankstack.io.journal import RankingJournal
 from rankstack.records import Doc, Query, Ranking, Run
+from rankstack.rerank.report import RerankReport, add_reports
 
 log = logging.getLogger("rankstack.rerank")
 
@@ -235,19 +236,20 @@ class ShardedResult:
     seconds: float = 0.0
     #: per rank: queries, pairs and seconds of this invocation
     per_rank: list[dict[str, Any]] = field(default_factory=list)
-    #: the re-ranker's own report fields (counts) summed over groups and ranks
-    reranker_stats: dict[str, Any] = field(default_factory=dict)
+    #: the re-ranker's reports of this invocation, summed over groups and ranks (rank 0)
+    report: RerankReport | None = None
 
     @property
     def pairs_per_second(self) -> float:
         return self.pairs_scored / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.reranker_stats, "queries": self.queries,
+        return {"queries": self.queries,
                 "resumed_queries": self.resumed_queries, "scored_queries": self.scored_queries,
                 "pairs_scored": self.pairs_scored, "seconds": round(self.seconds, 3),
                 "pairs_per_second": round(self.pairs_per_second, 2),
-                "world_size": self.world_size, "per_rank": self.per_rank}
+                "world_size": self.world_size, "per_rank": self.per_rank,
+                "report": None if self.report is None else self.report.to_dict()}
 
     def summary(self) -> str:
         return (f"re-ranked {self.pairs_scored} pairs of {self.scored_queries} queries on "
@@ -274,16 +276,9 @@ def _groups(qids: list[str], sizes: Mapping[str, int], chunk_pairs: int,
         yield group
 
 
-def _report(reranker: Any) -> dict[str, Any]:
-    rep = getattr(reranker, "last_report", None) or getattr(reranker, "last_stats", None)
-    if rep is None:
-        return {}
-    d = rep.to_dict() if hasattr(rep, "to_dict") else dict(rep)
-    return {k: v for k, v in d.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-
-
-_NOT_SUMMED = {"depth", "seconds", "pairs_per_second", "wall_s", "queries", "resumed_queries",
-               "pairs_scored"}
+def _report(reranker: Any) -> RerankReport | None:
+    rep = getattr(reranker, "last_report", None)
+    return rep if isinstance(rep, RerankReport) else None
 
 
 def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
@@ -295,9 +290,9 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     """Re-rank ``run`` with ``reranker`` over the ranks of ``ranks`` (see the module doc).
 
     ``journal``: rank 0's journal path (others derive theirs from it). ``header`` names the
-    job in the journals (default: the re-ranker's name, ``depth`` and a fingerprint of the
-    candidates); a journal with another header is refused. ``depth`` only weighs the shards
-    (default: ``reranker.depth``); the re-ranker applies its own. ``name``: the merged run's
+    job in the journals (default: the re-ranker's ``journal_identity()``, ``depth`` and a
+    fingerprint of the candidates); a journal with another header is refused. ``depth``:
+    passed to every ``reranker.rerank`` call if given (else the re-ranker's own). ``name``: the merged run's
     name (default ``<run>+<model>``, as :class:`~rankstack.rerank.reranker.Reranker` names it).
     """
     ranks = ranks or Ranks()
@@ -305,6 +300,7 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
         raise InputError(f"run {run.name!r} has no queries: nothing to re-rank")
     if chunk_pairs < 1 or (chunk_queries is not None and chunk_queries < 1):
         raise ConfigError("chunk_pairs and chunk_queries must be >= 1")
+    depth_arg = depth
     depth = getattr(reranker, "depth", None) if depth is None else depth
     strict = getattr(reranker, "on_missing", "raise") == "raise"
     plan = list(run)
@@ -331,7 +327,9 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
         sizes[qid], costs[qid] = len(head), cost
     rname = str(getattr(reranker, "name", "reranker"))
     if header is None:
-        header = {"rankstack_rerank_journal": 2, "model": rname, "depth": depth,
+        identity = (reranker.journal_identity() if hasattr(reranker, "journal_identity")
+                    else {"model": rname})
+        header = {"rankstack_rerank_journal": 2, **identity, "depth": depth,
                   "candidates": candidates_fingerprint(run, queries, depth)}
     sj = ShardedJournal(journal, header)
 
@@ -349,7 +347,7 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     log.info("rank %d/%d: %d of %d pending queries (%d resumed)", ranks.rank, ranks.world_size,
              len(mine), n_pending, len(plan) - n_pending)
 
-    totals: dict[str, float] = {}
+    total: RerankReport | None = None
     dropped: list[str] = []
     pairs = 0
     bar = None
@@ -362,22 +360,27 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     with contextlib.ExitStack() as stack:
         if bar is not None:
             stack.callback(bar.close)
+        if getattr(reranker, "show_progress", False):  # one bar per rank here, not per group
+            reranker.show_progress = False
+            stack.callback(setattr, reranker, "show_progress", True)
         jw = stack.enter_context(sj.journal(ranks.rank).writer()) if mine else None
         for group in mine_groups:
             sub = Run({q: run[q] for q in group}, name=run.name)
-            out = reranker.rerank(sub, queries, docs)
+            out = (reranker.rerank(sub, queries, docs) if depth_arg is None
+                   else reranker.rerank(sub, queries, docs, depth=depth_arg))
             got = [out[q] for q in group if q in out]
             dropped += [q for q in group if q not in out]
             jw.write(got)  # type: ignore[union-attr]
-            for k, v in _report(reranker).items():
-                totals[k] = totals.get(k, 0) + v
+            rep = _report(reranker)
+            if rep is not None:
+                total = rep if total is None else add_reports(total, rep)
             n = sum(sizes[q] for q in group)
             pairs += n
             if bar is not None:
                 bar.update(n)
     mine_s = time.perf_counter() - t0
     info = {"rank": ranks.rank, "queries": len(mine), "pairs": pairs,
-            "seconds": round(mine_s, 3), "dropped": dropped, "stats": totals}
+            "seconds": round(mine_s, 3), "dropped": dropped, "report": total}
     everyone = ranks.gather(info)  # also the barrier: all journals are complete now
     result = ShardedResult(None, sj, ranks.rank, ranks.world_size, queries=len(plan),
                            resumed_queries=len(plan) - n_pending, scored_queries=n_pending,
@@ -385,9 +388,9 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     result.per_rank = [{k: i[k] for k in ("rank", "queries", "pairs", "seconds")}
                        for i in everyone]
     for i in everyone:
-        for k, v in i["stats"].items():
-            if k not in _NOT_SUMMED:
-                result.reranker_stats[k] = result.reranker_stats.get(k, 0) + v
+        if i["report"] is not None:
+            result.report = (i["report"] if result.report is None
+                             else add_reports(result.report, i["report"]))
     if not ranks.is_zero:
         result.seconds = time.perf_counter() - t0
         return result
@@ -404,6 +407,9 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
             merged.add(done[q])
     result.run = merged
     result.seconds = time.perf_counter() - t0
+    if result.report is not None:
+        result.report.resumed_queries = result.resumed_queries
+        result.report.seconds = result.seconds
     log.info("%s", result.summary())
     return result
 
