@@ -39,8 +39,8 @@ def _yaml_value(text: str) -> Any:
 SETTING_FLAGS: dict[str, tuple[type, str]] = {
     "batch_size": (int, "pairs per model batch"),
     "threads": (int, "CPU threads (scorer default 1)"),
-    "workers": (int, "score with N worker processes (pointwise families; each with --threads "
-                     "threads, default 1); on small CPUs faster than more threads"),
+    "workers": (int, "N processes (each with --threads threads, default 1): runs N ranks, "
+                     "as --devices N; on small CPUs faster than more threads"),
     "dtype": (str, "auto | fp32 | bf16 | bf16-mixed (encoder families; auto = bf16 where the "
                    "CPU has AMX/AVX512-BF16); LLM hf backend also float32/bfloat16"),
     "quantize": (str, "int8: ONNX dynamic int8 (changes rankings)"),
@@ -89,12 +89,31 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", default=None, help="Lightning strategy (default auto; ddp)")
 
 
-def launch_ranks(args: argparse.Namespace):
-    """Start this command's ranks (:func:`rankstack.rerank.predict.launch`)."""
+def launch_ranks(args: argparse.Namespace, spec: dict[str, Any] | None = None):
+    """Start this command's ranks (:func:`rankstack.rerank.predict.launch`).
+
+    A job-level ``workers: N`` setting (the former process pool) runs N ranks instead: ranks
+    shard whole queries and measured as fast (README, Scaling), so a job has one way to use
+    several processes; the pool itself stays for serving.
+    """
+    import logging
+
+    from rankstack.errors import ConfigError
     from rankstack.rerank.predict import launch
 
-    return launch({k: getattr(args, k, None)
-                   for k in ("accelerator", "devices", "num_nodes", "strategy")})
+    values = {k: getattr(args, k, None) for k in ("accelerator", "devices", "num_nodes",
+                                                   "strategy")}
+    workers = (spec or {}).get("settings", {}).pop("workers", None)
+    if workers is not None and workers != 1:
+        if values["devices"] is not None:
+            raise ConfigError("give --devices or --workers, not both (--workers N runs N ranks)")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"workers must be a positive integer, not {workers!r}")
+        logging.getLogger("rankstack").warning("--workers %d: running %d ranks (--devices %d)",
+                                               workers, workers, workers)
+        values["devices"] = workers
+        values["strategy"] = values["strategy"] or "ddp"
+    return launch(values)
 
 
 def place_on(spec: dict[str, Any], ranks) -> dict[str, Any]:
@@ -197,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.candidates and not args.run:
         raise ConfigError("give --candidates (dataset or retrieve-results JSON) or --run")
     spec = spec_from_args(args, base=args.reranker)
-    ranks = launch_ranks(args)  # before any model is loaded: each rank loads its own
+    ranks = launch_ranks(args, spec)  # before any model is loaded: each rank loads its own
     ds = load_dataset(args.candidates or "files", run=args.run, topics=args.topics,
                       corpus=args.corpus)
     if ds.run is None:

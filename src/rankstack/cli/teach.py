@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from rankstack.sources import load_sources
 
     spec = spec_from_args(args, base=args.teacher)
-    ranks = launch_ranks(args)  # before the teacher is loaded: each rank loads its own
+    ranks = launch_ranks(args, spec)  # before the teacher is loaded: each rank loads its own
     settings = {"batch_size": args.batch_size, "threads": args.threads}
     src = load_sources(args.runs, topics=args.topics, corpus=args.corpus)
     pooled, stats = pool_candidates(src.runs, args.depth, src.queries, src.docs,
