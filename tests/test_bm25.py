@@ -267,7 +267,7 @@ def test_cli_corpus_index_retrieve(dl19, tmp_path, capsys):
 
     corpus, ix, out = tmp_path / "corpus.jsonl", tmp_path / "ix", tmp_path / "run.txt"
     assert main(["corpus", "--from", "dl19", "dl19", "--out", str(corpus)]) == 0
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err
     assert f"wrote {len(dl19.docs)} unique passages" in text
     assert f"{len(dl19.docs)} already present" in text  # the second dl19 adds nothing
     assert main(["index", "--corpus", str(corpus), "--index-dir", str(ix), "--k1", "1.2",
@@ -282,7 +282,7 @@ def test_cli_corpus_index_retrieve(dl19, tmp_path, capsys):
     topics.write_text("1\tthe of and\n2\twhat is a kangaroo\n")
     assert main(["retrieve", "--index-dir", str(ix), "--queries", str(topics), "--k", "5",
                  "--out", str(out)]) == 0
-    assert "1 query(ies) got an empty ranking" in capsys.readouterr().out
+    assert "1 query(ies) got an empty ranking" in capsys.readouterr().err
     assert list(read_run(out)) == ["2"]
     shutil.rmtree(ix)
     assert main(["retrieve", "--index-dir", str(ix), "--queries", "dl19", "--out",

@@ -123,6 +123,7 @@ def load_dataset(
             ds.queries = read_topics(root / spec.topics)
         if spec.qrels:
             ds.qrels = read_qrels(root / spec.qrels)
+            ds.qrels.binary_rel = spec.binary_rel
     elif name.endswith(".json") or name.endswith(".json.gz"):
         c = read_retrieve_results(name)
         ds = Dataset(Path(name).name, c.queries, c.docs, c.run)

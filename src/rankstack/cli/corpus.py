@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rankstack.cli._common import add_config_arg
+from rankstack.cli._common import add_config_arg, say
 
 
 def add_parser(sub) -> None:
@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
     add_config_arg(p)
     p.add_argument("--from", dest="sources", nargs="+", required=True, metavar="DATASET",
                    help="dataset names (e.g. dl19 dl20) or retrieve-results JSON paths")
-    p.add_argument("--out", required=True, help="output JSONL (.gz for gzip)")
+    p.add_argument("--out", required=True,
+                   help="output JSONL (.gz for gzip; .tsv / .tsv.gz writes TSV)")
     p.set_defaults(func=run)
 
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     docs, stats = collect_docs(args.sources)
     n = write_corpus(docs.values(), args.out)
     for s in stats:
-        print(f"{s['source']}: {s['passages']} passages, {s['new']} new, "
+        say(f"{s['source']}: {s['passages']} passages, {s['new']} new, "
               f"{s['duplicates']} already present, {s['conflicts']} id conflicts (first text kept)")
-    print(f"wrote {n} unique passages to {args.out}")
+    say(f"wrote {n} unique passages to {args.out}")
     return 0

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
 
 from rankstack.cli._common import add_config_arg
-
-if TYPE_CHECKING:
-    from rankstack.records import Qrels, Run
 
 TEST_CHOICES = {"t": ["t"], "perm": ["perm"], "both": ["t", "perm"]}
 
@@ -28,15 +24,16 @@ def add_parser(sub) -> None:
     # Checked in run(), not by argparse: cli.main parses once before the YAML configs apply.
     p.add_argument("--qrels", default=None,
                    help="required: dataset name (e.g. dl19: its qrels and binary threshold) or "
-                        "qrels file")
+                        "qrels file (a file that exists wins over a dataset name)")
     p.add_argument("--measures", nargs="+", default=None, metavar="MEASURE",
                    help="ir_measures measures (default: nDCG@10 RR@10 R@100)")
     p.add_argument("--baseline", default=None,
                    help="baseline: index into RUN (0-based), one of the RUNs, or another run "
                         "(default: the first RUN when there are several)")
     p.add_argument("--binary-rel", type=int, default=None,
-                   help="minimum grade a binary measure counts as relevant (default: the "
-                        "dataset's, 2 for TREC DL; 1 for a qrels file)")
+                   help="minimum grade a binary measure (RR, AP, R, P) counts as relevant; "
+                        "shown in the headers, e.g. RR(rel=2)@10 (default: the dataset's, 2 "
+                        "for TREC DL; 1 for a qrels file, with a warning if it is graded)")
     p.add_argument("--missing", choices=["zero", "skip"], default="zero",
                    help="judged queries a run lacks: score 0 (default) or leave out")
     p.add_argument("--test", choices=sorted(TEST_CHOICES), default="both",
@@ -54,43 +51,6 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_run_arg(arg: str) -> Run:
-    """A RUN argument: dataset name -> its candidate run; ``.json`` -> retrieve results; else TREC."""
-    from rankstack.datasets import DATASETS, load_dataset
-    from rankstack.errors import ConfigError
-    from rankstack.io import read_retrieve_results, read_run
-
-    if arg in DATASETS and not os.path.exists(arg):
-        ds = load_dataset(arg)
-        if ds.run is None:
-            raise ConfigError(f"dataset {arg!r} has no candidate run to evaluate")
-        return ds.run
-    if not os.path.exists(arg):
-        raise ConfigError(f"run {arg!r} is neither a file nor a dataset name "
-                          f"(known: {', '.join(sorted(DATASETS))})")
-    if arg.endswith((".json", ".json.gz")):
-        return read_retrieve_results(arg).run
-    return read_run(arg)
-
-
-def load_qrels_arg(arg: str) -> tuple[Qrels, int]:
-    """``--qrels``: dataset name -> (its qrels, its binary_rel); a file -> (qrels, 1)."""
-    from rankstack.datasets import DATASETS, data_dir
-    from rankstack.errors import ConfigError
-    from rankstack.io import read_qrels
-
-    if arg in DATASETS and not os.path.exists(arg):
-        spec = DATASETS[arg]
-        if spec.qrels is None:
-            raise ConfigError(f"dataset {arg!r} has no qrels")
-        qrels = read_qrels(data_dir() / spec.qrels)
-        qrels.name = arg
-        return qrels, spec.binary_rel
-    if not os.path.exists(arg):
-        raise ConfigError(f"qrels {arg!r} is neither a file nor a dataset name with qrels")
-    return read_qrels(arg), 1
-
-
 def _labels(args_runs: list[str]) -> list[str]:
     """Run labels: the file name where that is unambiguous, else the argument as given."""
     names = [os.path.basename(a.rstrip("/")) or a for a in args_runs]
@@ -106,19 +66,17 @@ def _labels(args_runs: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from rankstack.cli._common import result_console, say
     from rankstack.errors import ConfigError
     from rankstack.evaluate import DEFAULT_MEASURES, Evaluator
     from rankstack.evaluate.report import per_query_lines
+    from rankstack.sources import load_qrels_arg, load_run_arg
 
     if not args.runs:
         raise ConfigError("give at least one RUN (a TREC run file or a dataset name)")
     if not args.qrels:
         raise ConfigError("--qrels is required (a dataset name such as dl19, or a qrels file)")
-    qrels, binary_rel = load_qrels_arg(args.qrels)
-    if args.binary_rel is not None:
-        binary_rel = args.binary_rel
+    qrels = load_qrels_arg(args.qrels, "--qrels")
     labels = _labels(list(args.runs))
     runs = {label: load_run_arg(a) for label, a in zip(labels, args.runs, strict=True)}
     baseline: int | str | None = 0 if len(runs) > 1 else None
@@ -136,12 +94,11 @@ def run(args: argparse.Namespace) -> int:
                 label = b
             runs = {label: load_run_arg(b), **runs}
             baseline = label
-    ev = Evaluator(args.measures or list(DEFAULT_MEASURES), qrels, binary_rel=binary_rel,
+    ev = Evaluator(args.measures or list(DEFAULT_MEASURES), qrels, binary_rel=args.binary_rel,
                    missing=args.missing)
     comp = ev.compare(runs, baseline=baseline, tests=TEST_CHOICES[args.test], rounds=args.rounds,
                       seed=args.seed, alpha=args.alpha)
-    console = Console()
-    console.print(comp.table())
+    result_console().print(comp.table())
     if len(comp.results) == 1:
         r = comp.results[0]
         for m in r.measures:
@@ -156,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(per_query_lines(comp)))
     if args.json:
         comp.write_json(args.json)
-        print(f"wrote {args.json}")
+        say(f"wrote {args.json}")
     if args.plot:
         comp.plot_deltas(args.plot, ev.name_of(args.plot_measure) if args.plot_measure else None)
-        print(f"wrote {args.plot}")
+        say(f"wrote {args.plot}")
     return 0

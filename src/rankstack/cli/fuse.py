@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rankstack.cli._common import add_config_arg
+from rankstack.cli._common import add_config_arg, say
 
 
 def add_parser(sub) -> None:
@@ -29,20 +29,24 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rankstack.errors import InputError
     from rankstack.io import write_run
     from rankstack.retrieve.fusion import FusionStats, fuse
-    from rankstack.sources import load_sources
+    from rankstack.sources import load_run_arg
 
-    runs = load_sources(args.runs).runs
+    runs = [load_run_arg(r, "RUN") for r in args.runs]
+    for arg, r in zip(args.runs, runs, strict=True):
+        if len(r) == 0 or r.n_pairs == 0:
+            raise InputError("run has no candidates: nothing to fuse", path=arg)
     stats = FusionStats()
     fused = fuse(runs, method=args.method, k=args.k, norm=args.norm, weights=args.weights,
                  depth=args.depth, missing=args.missing, name=args.tag, stats=stats)
     write_run(fused, args.out)
-    print(f"fused {stats.n_runs} runs, {stats.n_queries} queries -> {args.out} "
+    say(f"fused {stats.n_runs} runs, {stats.n_queries} queries -> {args.out} "
           f"({fused.n_pairs} pairs, scorer {next(iter(fused.values())).scorer if fused else '-'})")
     if stats.partial_queries:
-        print(f"  {stats.partial_queries} queries were in only some runs "
+        say(f"  {stats.partial_queries} queries were in only some runs "
               f"(fused over the runs that have them)")
     if stats.constant_rankings:
-        print(f"  {stats.constant_rankings} input rankings had all-equal scores")
+        say(f"  {stats.constant_rankings} input rankings had all-equal scores")
     return 0

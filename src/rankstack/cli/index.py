@@ -6,7 +6,8 @@ import argparse
 import os
 from typing import Any
 
-from rankstack.cli._common import add_config_arg
+from rankstack.cli._common import add_config_arg, say
+from rankstack.config import setting_arg
 
 #: BM25 options and their defaults (with --dense, setting any of them is an error)
 BM25_DEFAULTS: dict[str, Any] = {"k1": 0.9, "b": 0.4, "method": "lucene", "stemmer": "english",
@@ -20,14 +21,16 @@ DEFAULT_ENCODE_BATCH = 256
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "index", help="build a BM25 (bm25s) or, with --dense, a dense index from a corpus",
-        description="Index a JSONL corpus ({id|docid|_id, text|contents, title?} per line) "
+        description="Index a JSONL corpus ({id|docid|_id, text|contents, title?} per line; "
+                    "or .tsv: docid<TAB>text or docid<TAB>title<TAB>text), a dataset's or a "
+                    "retrieve-results JSON's passages, "
                     "with BM25 (bm25s), or with --dense encode it with a bi-encoder (default: "
                     "the bundled all-MiniLM-L6-v2, offline). The index directory holds plain "
                     "files and a rankstack.json manifest; 'rankstack retrieve' reads its kind "
                     "from there. Dense builds resume after an interruption.")
     add_config_arg(p)
     p.add_argument("--corpus", required=True,
-                   help="JSONL corpus (.gz allowed); with --dense also a dataset name or "
+                   help="JSONL or TSV corpus (.gz allowed), a dataset name or a "
                         "retrieve-results JSON (indexes the passages it ships)")
     p.add_argument("--index-dir", required=True, help="output index directory")
     p.add_argument("--k1", type=float, default=BM25_DEFAULTS["k1"], help="BM25 k1 (default 0.9)")
@@ -49,7 +52,7 @@ def add_parser(sub) -> None:
                    help="bi-encoder: hub id or local directory (default: bundled MiniLM)")
     g.add_argument("--family", default=None,
                    help="scorer family from the registry (default bi-encoder)")
-    g.add_argument("--setting", type=parse_setting, action="append", default=[],
+    g.add_argument("--setting", type=setting_arg, action="append", default=[],
                    metavar="KEY=VALUE",
                    help=f"encoder setting (repeatable; value read as YAML): "
                         f"{', '.join(ENCODER_SETTINGS)}")
@@ -59,38 +62,11 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def parse_setting(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` -> ``(key, yaml.safe_load(VALUE))``."""
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip().replace("-", "_"), yaml.safe_load(value)
-
-
 def encoder_settings(items: Any, option: str = "--setting") -> dict[str, Any]:
-    """Settings from ``--setting`` tuples, or from YAML (a mapping or a list of KEY=VALUE)."""
-    from rankstack.errors import ConfigError
+    """Encoder settings from ``--setting`` (or YAML: a mapping or a list of KEY=VALUE)."""
+    from rankstack.config import parse_settings
 
-    if isinstance(items, dict):
-        items = list(items.items())
-    elif isinstance(items, str):
-        items = [items]
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if isinstance(item, str):
-            try:
-                item = parse_setting(item)
-            except argparse.ArgumentTypeError as exc:
-                raise ConfigError(f"{option}: {exc}") from None
-        key, value = item
-        key = str(key).replace("-", "_")
-        if key not in ENCODER_SETTINGS:
-            raise ConfigError(f"{option}: unknown encoder setting {key!r} (known: "
-                              f"{', '.join(ENCODER_SETTINGS)})")
-        out[key] = value
-    return out
+    return parse_settings(items, option, allowed=ENCODER_SETTINGS, what="encoder")
 
 
 def parse_stopwords(value: str | None) -> str | list[str] | None:
@@ -104,29 +80,12 @@ def parse_stopwords(value: str | None) -> str | list[str] | None:
     return value
 
 
-def is_dataset_arg(arg: str) -> bool:
-    """A dataset name, ``irds:<id>`` or retrieve-results JSON (not a JSONL corpus file)."""
-    from rankstack.datasets import DATASETS
-
-    return ((arg in DATASETS and not os.path.exists(arg)) or arg.startswith("irds:")
-            or arg.endswith((".json", ".json.gz")))
-
-
 def load_docs(arg: str):
-    """The passages to index: a dataset's ``docs``, or the documents of a JSONL corpus."""
-    from rankstack.errors import ConfigError, InputError
-    from rankstack.io import iter_corpus
+    """The passages to index: a dataset's (or retrieve-results JSON's) ``docs``, or the
+    documents of a JSONL/TSV corpus (see :mod:`rankstack.sources` for the precedence)."""
+    from rankstack.sources import load_docs_arg
 
-    if is_dataset_arg(arg):
-        from rankstack.datasets import load_dataset
-
-        docs = load_dataset(arg).docs
-        if not docs:
-            raise ConfigError(f"dataset {arg!r} has no passage text to index")
-        return docs
-    if not os.path.isfile(arg):
-        raise InputError("corpus file does not exist", path=arg, field="corpus")
-    return list(iter_corpus(arg))
+    return list(load_docs_arg(arg, "--corpus").values())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,16 +107,15 @@ def run(args: argparse.Namespace) -> int:
 def run_bm25(args: argparse.Namespace) -> int:
     import time
 
-    from rankstack.io import iter_corpus
     from rankstack.retrieve import BM25Index
 
     t0 = time.perf_counter()
     stemmer = None if str(args.stemmer).lower() == "none" else args.stemmer
-    index = BM25Index.build(iter_corpus(args.corpus), k1=args.k1, b=args.b, method=args.method,
+    index = BM25Index.build(load_docs(args.corpus), k1=args.k1, b=args.b, method=args.method,
                             stemmer=stemmer, stopwords=parse_stopwords(args.stopwords),
                             backend=args.backend, show_progress=True)
     index.save(args.index_dir)
-    print(f"indexed {len(index)} passages from {args.corpus} into {args.index_dir} "
+    say(f"indexed {len(index)} passages from {args.corpus} into {args.index_dir} "
           f"({index.scorer}, stemmer={stemmer}, backend={index.backend}) "
           f"in {time.perf_counter() - t0:.1f}s")
     return 0
@@ -175,7 +133,7 @@ def run_dense(args: argparse.Namespace) -> int:
     encoder = load_encoder(args.model, args.family, **settings)
     build_dense_index(docs, encoder, args.index_dir, batch_size=batch, show_progress=True)
     m = read_manifest(args.index_dir)
-    print(f"indexed {m['n_docs']} passages from {args.corpus} into {args.index_dir} "
+    say(f"indexed {m['n_docs']} passages from {args.corpus} into {args.index_dir} "
           f"(dense: {m.get('model')}, pooling={m.get('pooling')}, {m.get('similarity')}, "
           f"dim={m['dim']}) in {time.perf_counter() - t0:.1f}s")
     return 0

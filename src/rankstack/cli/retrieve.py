@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from rankstack.cli._common import add_config_arg
+from rankstack.cli._common import add_config_arg, say
 
 #: dense search options -> their defaults (given on a BM25 index, they are an error)
 DENSE_DEFAULTS = {"mode": "exact", "hnsw_m": 32, "ef_construction": 200, "ef_search": 128,
@@ -14,7 +14,8 @@ DENSE_DEFAULTS = {"mode": "exact", "hnsw_m": 32, "ef_construction": 200, "ef_sea
 
 
 def add_parser(sub) -> None:
-    from rankstack.cli.index import ENCODER_SETTINGS, parse_setting
+    from rankstack.cli.index import ENCODER_SETTINGS
+    from rankstack.config import setting_arg
 
     p = sub.add_parser(
         "retrieve", help="retrieve top-k passages with a BM25 or dense index into a TREC run",
@@ -38,6 +39,10 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="queries per batch (default 1024 for BM25, 64 for dense)")
     p.add_argument("--no-mmap", action="store_true", help="read the index into memory")
+    p.add_argument("--backend", choices=["auto", "numba", "numpy"], default=None,
+                   help="BM25 index: bm25s backend (default: the one the index was built with, "
+                        "from its manifest; auto = numba when installed). The numba kernel is "
+                        "compiled once and cached on disk, not per call")
     g = p.add_argument_group("dense index")
     g.add_argument("--dense", action="store_true",
                    help="insist on a dense index (optional: the kind comes from the manifest)")
@@ -51,7 +56,7 @@ def add_parser(sub) -> None:
                    help="query encoder model (default: the model the index was built with)")
     g.add_argument("--query-family", default=None,
                    help="query encoder family (default: the index's, else bi-encoder)")
-    g.add_argument("--query-setting", type=parse_setting, action="append", default=[],
+    g.add_argument("--query-setting", type=setting_arg, action="append", default=[],
                    metavar="KEY=VALUE",
                    help=f"query encoder setting (repeatable; value read as YAML): "
                         f"{', '.join(ENCODER_SETTINGS)}")
@@ -59,20 +64,10 @@ def add_parser(sub) -> None:
 
 
 def load_queries(arg: str):
-    """Dataset name, ``irds:<id>`` or ``.json`` -> ``load_dataset(arg).queries``; otherwise a
-    topics file."""
-    from rankstack.datasets import DATASETS, load_dataset
-    from rankstack.errors import ConfigError
-    from rankstack.io import read_topics
+    """Queries of a dataset, retrieve-results JSON or topics file (:mod:`rankstack.sources`)."""
+    from rankstack.sources import load_queries_arg
 
-    if ((arg in DATASETS and not os.path.exists(arg)) or arg.startswith("irds:")
-            or arg.endswith((".json", ".json.gz"))):
-        queries = load_dataset(arg).queries
-    else:
-        queries = read_topics(arg)
-    if not queries:
-        raise ConfigError(f"{arg}: no queries")
-    return queries
+    return load_queries_arg(arg, "--queries")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.index_dir)
     kind = manifest.get("format")
     if kind == DENSE_FORMAT:
+        if args.backend is not None:
+            raise ConfigError(f"--backend is a BM25 option, but {args.index_dir} is a dense "
+                              f"index")
         return run_dense(args)
     if kind != BM25_FORMAT:
         raise InputError(f"unknown index format {kind!r} (expected {BM25_FORMAT!r} or "
@@ -115,22 +113,22 @@ def run_bm25(args: argparse.Namespace) -> int:
 
     tag = args.run_tag or "bm25"
     queries = load_queries(args.queries)
-    index = BM25Index.load(args.index_dir, mmap=not args.no_mmap)
+    index = BM25Index.load(args.index_dir, mmap=not args.no_mmap, backend=args.backend)
     t0 = time.perf_counter()
     result = index.search(queries, k=args.k, n_threads=args.threads,
                           batch_size=args.batch_size or 1024, name=tag)
     dt = time.perf_counter() - t0
     write_run(result, args.out, tag=tag)
     st = index.last_search_stats
-    print(f"retrieved {result.n_pairs} (query, passage) pairs for {len(result)} queries "
-          f"(k={args.k}, {index.scorer}) in {dt:.2f}s -> {args.out}")
+    say(f"retrieved {result.n_pairs} (query, passage) pairs for {len(result)} queries "
+        f"(k={args.k}, {index.scorer}, backend={index.backend}) in {dt:.2f}s -> {args.out}")
     if st.empty_rankings:
-        print(f"  {st.empty_rankings} query(ies) got an empty ranking and have no lines in the "
+        say(f"  {st.empty_rankings} query(ies) got an empty ranking and have no lines in the "
               f"run: {len(st.empty_after_tokenizing)} with no tokens after stopwords "
               f"{st.empty_after_tokenizing[:10]}, {len(st.no_matching_term)} matching no "
               f"indexed term {st.no_matching_term[:10]}")
     if st.fewer_than_k:
-        print(f"  {st.fewer_than_k} query(ies) matched fewer than k={args.k} passages")
+        say(f"  {st.fewer_than_k} query(ies) matched fewer than k={args.k} passages")
     return 0
 
 
@@ -161,12 +159,12 @@ def run_dense(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     write_run(result, args.out, tag=tag)
     st = index.last_search_stats
-    print(f"retrieved {result.n_pairs} (query, passage) pairs for {len(result)} queries "
+    say(f"retrieved {result.n_pairs} (query, passage) pairs for {len(result)} queries "
           f"(k={args.k}, {index.scorer}) in {dt:.2f}s -> {args.out}")
     if st.fewer_than_k:
-        print(f"  {st.fewer_than_k} query(ies) got fewer than k={args.k} passages "
+        say(f"  {st.fewer_than_k} query(ies) got fewer than k={args.k} passages "
               f"(index has {len(index)})")
     if st.boundary_ties_rescored:
-        print(f"  {st.boundary_ties_rescored} query(ies) had a score tie at the k cut and were "
+        say(f"  {st.boundary_ties_rescored} query(ies) had a score tie at the k cut and were "
               f"re-scored over all passages (tie-break: doc id)")
     return 0

@@ -42,7 +42,10 @@ def add_parser(sub) -> None:
     p.add_argument("--max-text-chars", type=int, default=d.max_text_chars)
     p.add_argument("--max-query-chars", type=int, default=d.max_query_chars)
     p.add_argument("--max-k", type=int, default=d.max_k)
-    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes)
+    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
+                   help="larger bodies get 413, chunked ones as soon as the limit is passed")
+    p.add_argument("--request-timeout", type=float, default=d.request_timeout_s, metavar="S",
+                   help="seconds per request before it is cancelled with 504 (0 = no limit)")
     p.add_argument("--max-batch-pairs", type=int, default=d.max_batch_pairs,
                    help="micro-batching: most pairs in one model call")
     p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
@@ -113,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, max_passages=args.max_passages,
         max_text_chars=args.max_text_chars, max_query_chars=args.max_query_chars,
         max_k=args.max_k, max_body_bytes=args.max_body_bytes,
+        request_timeout_s=args.request_timeout or None,
         max_batch_pairs=args.max_batch_pairs, max_wait_ms=args.max_wait_ms,
         max_batch_requests=1 if args.no_batching else None, token=token)
     if not is_loopback(args.host) and token is None:

@@ -27,6 +27,7 @@ from rankstack import __version__
 from rankstack.config import config_hash
 from rankstack.errors import ConfigError, InputError
 from rankstack.io import atomic_write, write_run
+from rankstack.io.journal import inputs_fingerprint
 from rankstack.records import Doc, Query, Ranking, Run
 from rankstack.rerank.report import RerankReport, add_reports  # noqa: F401 - re-export
 
@@ -143,10 +144,12 @@ def teach(
     if missing_text:
         raise InputError(f"{len(missing_text)} candidate queries have no text "
                          f"(first: {missing_text[0]!r})", field="queries")
+    # keyed by the inputs' content, not their paths: a replaced candidates file is noticed
     res = rerank_sharded(teacher, candidates, queries, docs,
                          journal=out.with_name(out.name + ".journal.jsonl"),
-                         header={"rankstack_teach_journal": 1, "config_hash": chash,
-                                 "teacher": teacher_id},
+                         header={"rankstack_teach_journal": 2, "config_hash": chash,
+                                 "teacher": teacher_id,
+                                 "inputs": inputs_fingerprint(candidates, queries, docs)},
                          ranks=ranks, chunk_queries=chunk_size, chunk_pairs=1 << 62,
                          name=f"teacher-{chash[:8]}", show_progress=show_progress)
     if res.run is None:

@@ -12,9 +12,15 @@ from rankstack.evaluate.evaluator import (
     SignificanceTest,
     evaluate,
     rank_scores,
-    resolve_measure,
 )
-from rankstack.evaluate.stats import TestOutcome, holm, paired_t_test, permutation_test
+from rankstack.evaluate.measures import display_name, resolve_measure
+from rankstack.evaluate.stats import (
+    TestOutcome,
+    holm,
+    paired_t_test,
+    paired_values,
+    permutation_test,
+)
 
 __all__ = [
     "DEFAULT_MEASURES",
@@ -23,9 +29,11 @@ __all__ = [
     "RunResult",
     "SignificanceTest",
     "TestOutcome",
+    "display_name",
     "evaluate",
     "holm",
     "paired_t_test",
+    "paired_values",
     "permutation_test",
     "rank_scores",
     "resolve_measure",

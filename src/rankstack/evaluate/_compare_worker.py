@@ -5,7 +5,8 @@ before any math library is imported, sends one JSON command per line on stdin an
 JSON reply per line. Replies travel on a duplicate of the original stdout; fd 1 itself is
 pointed at stderr, so library prints (llama.cpp, progress bars) cannot corrupt the protocol.
 
-Commands: ``load`` (dataset, then the memory mark reset, then the model, timed), ``quality``
+Commands: ``load`` (dataset, then the memory mark reset, then
+:func:`rankstack.rerank.load_reranker`, timed), ``quality``
 (the full re-rank through the normal resumable path: journal / LLM cache; written as a TREC
 run), ``warmup``, ``time`` (each timing query re-ranked alone, caches off), ``finish``
 (memory high-water marks; exit).
@@ -13,6 +14,7 @@ run), ``warmup``, ``time`` (each timing query re-ranked alone, caches off), ``fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -28,14 +30,40 @@ def _restrict(run, qids):
     return Run({q: run[q] for q in qids}, name=run.name)
 
 
+def _parts(rr):
+    """The re-ranker and, for a fusion, its members (recursively)."""
+    yield rr
+    for m in getattr(rr, "members", None) or []:
+        yield from _parts(m)
+
+
+def _set_progress(rr, on: bool) -> None:
+    for part in _parts(rr):
+        if hasattr(part, "show_progress"):
+            part.show_progress = on
+
+
+@contextlib.contextmanager
+def _caches_off(rr):
+    """Timing passes call the model: LLM call caches are detached meanwhile."""
+    saved = [(p, p.cache) for p in _parts(rr) if getattr(p, "cache", None) is not None]
+    for p, _ in saved:
+        p.cache = None
+    try:
+        yield
+    finally:
+        for p, c in saved:
+            p.cache = c
+
+
 class _Worker:
     def __init__(self) -> None:
         self.rr = None
 
     def load(self, msg: dict[str, Any]) -> dict[str, Any]:
         from rankstack.datasets import load_dataset
-        from rankstack.evaluate._adapter import load_reranker
         from rankstack.evaluate.efficiency import PeakMemory, uses_cuda
+        from rankstack.rerank import load_reranker
 
         d = msg["dataset"]
         ds = load_dataset(d["name"], run=d.get("run"), topics=d.get("topics"),
@@ -48,9 +76,9 @@ class _Worker:
         self.mem = PeakMemory()
         self.mem.start()
         t0 = time.perf_counter()
-        self.rr = load_reranker(self.spec, threads=int(msg["threads"]),
-                                cache_dir=msg.get("cache_dir"))
+        self.rr = load_reranker(self.spec)
         load_s = time.perf_counter() - t0
+        _set_progress(self.rr, False)
         if uses_cuda():
             self.mem.start_cuda()
         return {"load_s": load_s, "name": self.rr.name, "score_kind": self.rr.score_kind,
@@ -67,13 +95,21 @@ class _Worker:
         seconds = time.perf_counter() - t0
         write_run(run, out, tag=msg.get("tag"))
         journal.unlink(missing_ok=True)
-        return {"seconds": seconds, "report": self.rr.last_report, "queries": len(run)}
+        report = self.rr.last_report.to_dict()
+        for key in ("per_query", "repairs_per_query"):
+            report.pop(key, None)
+        return {"seconds": seconds, "report": report, "queries": len(run)}
 
     def _one(self, qid: str) -> tuple[float, dict[str, Any]]:
         run = _restrict(self.ds.run, [qid])
-        t0 = time.perf_counter()
-        self.rr.rerank(run, self.ds.queries, self.ds.docs, depth=self.depth, use_cache=False)
-        return time.perf_counter() - t0, self.rr.last_report
+        with _caches_off(self.rr):
+            t0 = time.perf_counter()
+            self.rr.rerank(run, self.ds.queries, self.ds.docs, depth=self.depth)
+            seconds = time.perf_counter() - t0
+        rep = self.rr.last_report
+        return seconds, {"pairs": rep.pairs_scored, "llm_calls": rep.total.calls,
+                         "prompt_tokens": rep.total.prompt_tokens,
+                         "completion_tokens": rep.total.completion_tokens}
 
     def warmup(self, msg: dict[str, Any]) -> dict[str, Any]:
         n = int(msg.get("queries", 1))

@@ -7,9 +7,10 @@ How cost is measured (also written into every table caption and JSON):
 * each model runs in its **own fresh process** (:mod:`rankstack.evaluate._compare_worker`),
   all started with the same thread settings (``threads`` for torch / llama.cpp and the
   ``OMP_NUM_THREADS`` family); models are loaded one after another (load time: one load);
-* the **quality pass** re-ranks all selected queries through the normal resumable path (a
-  journal for pointwise families, the LLM call cache for LLMs; a finished run is re-used when
-  its spec and candidates are unchanged) and is what the quality columns evaluate;
+* the **quality pass** re-ranks all selected queries through the normal resumable path
+  (:func:`rankstack.rerank.load_reranker`, ``rerank(..., journal=)``, plus the LLM call cache
+  for LLM families; a finished run is re-used when its spec and candidates are unchanged) and
+  is what the quality columns evaluate;
 * then a **warm-up** query, then ``repeats`` **timing passes, interleaved** across models (the
   model order rotates each round); in a pass each timing query is re-ranked alone, caches off;
   per query the median over passes is kept; p50/p95 are over queries; pairs/s is the median
@@ -50,7 +51,7 @@ class ModelSpec:
 
     label: str
     spec: dict[str, Any]  # model / family / backend / settings (the re-ranker spec)
-    depth: int | None = 100
+    depth: int | None = None  # None: the re-ranker's own default
     max_queries: int | None = None
 
     @property
@@ -102,7 +103,7 @@ def parse_model(text: str | Mapping[str, Any], where: str = "--models") -> Model
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigError(f"{where}: {key!r} must be a positive integer, not {v!r}")
     label = label or raw.get("label") or _default_label(spec)
-    return ModelSpec(str(label), spec, raw.get("depth", 100), raw.get("max_queries"))
+    return ModelSpec(str(label), spec, raw.get("depth"), raw.get("max_queries"))
 
 
 def _default_label(spec: Mapping[str, Any]) -> str:
@@ -283,9 +284,9 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
                 continue
             p = procs[m.label] = _Proc(m.label, s.threads)
             timing = qids[:s.timing_queries]
-            loaded[m.label] = p.ask("load", dataset=data.to_dict(), spec=m.spec, qids=qids,
-                                    timing_qids=timing, depth=m.depth, threads=s.threads,
-                                    cache_dir=str(out / "llm-cache" / _safe(m.label)))
+            spec = run_spec(m.spec, s.threads, out / "llm-cache" / _safe(m.label))
+            loaded[m.label] = p.ask("load", dataset=data.to_dict(), spec=spec, qids=qids,
+                                    timing_qids=timing, depth=m.depth)
             log.info("%s: loaded in %.1fs", m.label, loaded[m.label]["load_s"])
         for m in models:
             if m.is_candidates:
@@ -356,17 +357,42 @@ def _safe(label: str) -> str:
 
 
 def _check_specs(models: Sequence[ModelSpec]) -> None:
-    """Families must be known before any process is started."""
-    from rankstack.evaluate._adapter import known_families
+    """Specs must resolve (family or preset known, keys and types right) before any process
+    is started."""
+    from rankstack.rerank.spec import resolve_spec
 
-    known = known_families()
     for m in models:
-        fam = m.spec.get("family")
-        if m.is_candidates:
-            continue
-        if fam is not None and fam not in known:
-            raise ConfigError(f"model {m.label!r}: unknown family {fam!r}; known: "
-                              f"{', '.join([CANDIDATES, *known])}")
+        if not m.is_candidates:
+            resolve_spec(m.spec, where=f"model {m.label!r}")
+
+
+_LLM_FAMILIES = ("llm-listwise", "llm-pointwise")
+
+
+def run_spec(spec: Mapping[str, Any], threads: int, cache_dir: Path) -> dict[str, Any]:
+    """The spec a worker loads: the same ``threads`` for every model (where the family takes
+    it; the thread environment covers the rest) and an LLM call cache under the output dir
+    (what makes an LLM quality pass resumable). Settings the user gave win."""
+    from rankstack.rerank.spec import resolve_spec
+
+    s = resolve_spec(spec).to_dict()
+    fam = s.get("family")
+    settings = dict(s.get("settings") or {})
+    if fam == "fusion":
+        s["members"] = [run_spec(m, threads, cache_dir / f"member{i}")
+                        for i, m in enumerate(s["members"])]
+    elif fam in _LLM_FAMILIES:
+        if s.get("backend") in ("hf", "gguf"):
+            settings.setdefault("threads", threads)
+        settings.setdefault("cache_dir", str(cache_dir))
+    elif fam is None or fam not in _NOT_THREADED:
+        settings.setdefault("threads", threads)
+    s["settings"] = settings
+    return s
+
+
+#: families without a ``threads`` setting (the worker's thread environment applies)
+_NOT_THREADED = ("bm25", "pe-rank")
 
 
 def _cost(label: str, loaded: dict[str, Any], quality: dict[str, Any],

@@ -8,7 +8,10 @@ Conventions, stated once:
 
 * **Binary relevance.** A measure that takes a ``rel`` threshold (RR, AP, P, R, Success, ...)
   and does not set one gets ``rel=binary_rel``: TREC DL counts grade >= 2 as relevant, so the
-  TREC DL datasets carry ``binary_rel=2``. An explicit ``RR(rel=1)@10`` is kept as written.
+  TREC DL datasets' qrels carry ``Qrels.binary_rel=2``. ``binary_rel`` defaults to the qrels'
+  own, else 1; a graded qrels file (max grade >= 2) evaluated at 1 by default logs a warning.
+  An explicit ``RR(rel=1)@10`` is kept as written. Tables show the threshold in the header
+  (``RR(rel=2)@10``, also ``RR(rel=1)@10``).
   Graded measures (nDCG) use the grades as gains (trec_eval's linear gain).
 * **Order.** A run is evaluated in rankstack's order (score desc, then doc id asc): the scores
   handed to ir_measures are ``n - position``, so no evaluator can re-break ties its own way
@@ -34,38 +37,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rankstack.errors import ConfigError
-from rankstack.evaluate.stats import TESTS, holm, run_test
+from rankstack.evaluate.measures import resolve_measure
+from rankstack.evaluate.stats import TESTS, holm, paired_values, run_test
 from rankstack.records import Qrels, Run, rank_key
 
 log = logging.getLogger("rankstack.evaluate")
 
 MissingPolicy = Literal["zero", "skip"]
 DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@100")
-
-
-def resolve_measure(measure: Any, binary_rel: int = 1) -> Any:
-    """Parse a measure string (or take a measure object) and apply the binary-relevance rule.
-
-    A measure that supports an integer ``rel`` threshold and does not set it gets
-    ``rel=binary_rel``. Measures whose ``rel`` default is "not provided" (NumRet, RBP: graded
-    or count-everything semantics) are left alone.
-    """
-    import ir_measures
-    from ir_measures.measures.base import Measure
-
-    if isinstance(measure, str):
-        try:
-            m = ir_measures.parse_measure(measure.strip())
-        except (ValueError, NameError, SyntaxError, KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"unknown or malformed measure {measure!r}: {exc}") from None
-    elif isinstance(measure, Measure):
-        m = measure
-    else:
-        raise ConfigError(f"a measure must be a string or an ir_measures measure, not {measure!r}")
-    rel = m.SUPPORTED_PARAMS.get("rel")
-    if rel is not None and "rel" not in m.params and isinstance(rel.default, int):
-        m = m(rel=binary_rel)
-    return m
 
 
 def _qid_key(qid: str) -> tuple[int, int, str]:
@@ -132,13 +111,18 @@ class Evaluator:
         self,
         measures: Sequence[Any] = DEFAULT_MEASURES,
         qrels: Qrels | Mapping[str, Mapping[str, int]] | None = None,
-        binary_rel: int = 1,
+        binary_rel: int | None = None,
         missing: MissingPolicy = "zero",
     ) -> None:
         import ir_measures
 
         if qrels is None:
             raise ConfigError("Evaluator needs qrels")
+        if binary_rel is None:
+            binary_rel = getattr(qrels, "binary_rel", None)
+            if binary_rel is None:
+                binary_rel = 1
+                _warn_graded(qrels)
         if missing not in ("zero", "skip"):
             raise ConfigError(f"missing must be 'zero' or 'skip', not {missing!r}")
         if isinstance(binary_rel, bool) or not isinstance(binary_rel, int):
@@ -262,6 +246,17 @@ class Evaluator:
         return comp
 
 
+def _warn_graded(qrels: Qrels | Mapping[str, Mapping[str, int]]) -> None:
+    judgments = qrels.judgments if isinstance(qrels, Qrels) else qrels
+    top = max((int(g) for docs in judgments.values() for g in docs.values()), default=0)
+    if top >= 2:
+        name = qrels.name if isinstance(qrels, Qrels) else "qrels"
+        log.warning("%s: graded qrels (grades up to %d) evaluated with binary measures at "
+                    "relevance >= 1 (the default for a qrels file); TREC DL counts >= 2 as "
+                    "relevant: give --binary-rel 2 (binary_rel=2) for that, or --binary-rel 1 "
+                    "to keep 1 and silence this warning", name, top)
+
+
 def _baseline_index(baseline: int | str | None, labels: list[str]) -> int | None:
     if baseline is None:
         return None
@@ -272,14 +267,6 @@ def _baseline_index(baseline: int | str | None, labels: list[str]) -> int | None
     if baseline in labels:
         return labels.index(baseline)
     raise ConfigError(f"baseline {baseline!r} is not one of the runs: {', '.join(labels)}")
-
-
-def paired_values(result: RunResult, baseline: RunResult, measure: str
-                  ) -> tuple[list[str], list[float], list[float]]:
-    """The queries both results have a value for, with the two value lists in that order."""
-    a, b = result.per_query[measure], baseline.per_query[measure]
-    qids = [q for q in a if q in b]
-    return qids, [a[q] for q in qids], [b[q] for q in qids]
 
 
 @dataclass
@@ -381,6 +368,6 @@ class Comparison:
 
 
 def evaluate(run: Run, qrels: Qrels, measures: Sequence[Any] = DEFAULT_MEASURES,
-             binary_rel: int = 1, missing: MissingPolicy = "zero") -> RunResult:
+             binary_rel: int | None = None, missing: MissingPolicy = "zero") -> RunResult:
     """One-shot convenience: ``Evaluator(measures, qrels, ...).evaluate(run)``."""
     return Evaluator(measures, qrels, binary_rel, missing).evaluate(run)

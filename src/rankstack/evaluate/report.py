@@ -88,11 +88,15 @@ def comparison_table(comp: Comparison) -> Table:
 
     table = Table(title=f"{comp.qrels_name}: {comp.n_judged} judged queries, binary rel >= "
                         f"{comp.binary_rel}", show_lines=bool(comp.tests))
-    # Every column may wrap: on a narrow terminal rich would otherwise squeeze the run names out.
-    table.add_column("run", overflow="fold", ratio=2)
+    from rankstack.evaluate.measures import display_name
+
+    # Headers never wrap (a measure name broken over lines reads as two); on a narrow terminal
+    # the run names and the counts fold instead.
+    table.add_column("run", overflow="fold", ratio=2, min_width=8)
     for m in comp.measures:
-        table.add_column(m, justify="right", overflow="fold", ratio=1)
-    table.add_column("queries", justify="right", ratio=1)
+        head = display_name(m, comp.binary_rel)
+        table.add_column(head, justify="right", no_wrap=True, min_width=len(head))
+    table.add_column("queries", justify="right", overflow="fold", min_width=7)
     for i, r in enumerate(comp.results):
         label = f"{r.name} (baseline)" if i == comp.baseline and len(comp.results) > 1 else r.name
         counts = f"{r.n_queries}"
@@ -119,7 +123,7 @@ def plot_deltas(comp: Comparison, path: str | os.PathLike[str], measure: str | N
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from rankstack.evaluate.evaluator import paired_values
+    from rankstack.evaluate.stats import paired_values
 
     base = comp.baseline_result
     if base is None or len(comp.results) < 2:

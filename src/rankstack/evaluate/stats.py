@@ -18,6 +18,14 @@ from rankstack.errors import ConfigError
 TESTS = ("t", "perm")
 
 
+def paired_values(result, baseline, measure: str) -> tuple[list[str], list[float], list[float]]:
+    """The queries both results (``RunResult``-like: ``.per_query[measure][qid]``) have a
+    value for, with the two value lists in that order."""
+    a, b = result.per_query[measure], baseline.per_query[measure]
+    qids = [q for q in a if q in b]
+    return qids, [a[q] for q in qids], [b[q] for q in qids]
+
+
 @dataclass(frozen=True, slots=True)
 class TestOutcome:
     """A test's statistic and p-value (``nan`` when fewer than two pairs make it undefined)."""

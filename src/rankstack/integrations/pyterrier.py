@@ -96,7 +96,7 @@ class RankstackReranker(pt.Transformer):
     def __init__(self, reranker: Any, *, depth: int | None = None,
                  text_field: str = "text") -> None:
         if isinstance(reranker, Mapping):
-            from rankstack.evaluate._adapter import load_reranker
+            from rankstack.rerank import load_reranker
 
             reranker = load_reranker(reranker)
         if not callable(getattr(reranker, "rerank", None)):
@@ -114,8 +114,6 @@ class RankstackReranker(pt.Transformer):
             return inp.assign(score=pd.Series(dtype=float), rank=pd.Series(dtype=int))
         run, queries, docs = frame_to_run(inp, text_field=self.text_field)
         out = self.reranker.rerank(run, queries, docs, depth=self.depth)
-        if isinstance(out, tuple):  # the LLM re-rankers of the pre-protocol API
-            out = out[0]
         scores = {(q, sd.doc_id): (sd.score, rank) for q, r in out.rankings.items()
                   for rank, sd in enumerate(r.docs)}
         res = inp.copy()

@@ -7,6 +7,7 @@ import gzip
 import logging
 import math
 import os
+import re
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -48,11 +49,70 @@ def open_text(path: str | os.PathLike[str]) -> IO[bytes]:
     p = os.fspath(path)
     if not os.path.exists(p):
         raise InputError("file does not exist", path=p)
-    return gzip.open(p, "rb") if p.endswith(".gz") else open(p, "rb")  # noqa: SIM115
+    if os.path.isdir(p):
+        raise InputError("is a directory, expected a file", path=p)
+    try:
+        return gzip.open(p, "rb") if p.endswith(".gz") else open(p, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"cannot be read: {exc.strerror or exc}", path=p) from None
+
+
+BOM = "\ufeff"
+
+
+def check_input_file(path: str | os.PathLike[str], what: str = "input") -> None:
+    """An input path must be an existing, readable regular file (InputError naming it)."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        parent = os.path.dirname(p)
+        why = f" (no directory {parent})" if parent and not os.path.isdir(parent) else ""
+        raise InputError(f"{what} file does not exist{why}", path=p)
+    if os.path.isdir(p):
+        raise InputError(f"{what} is a directory, expected a file", path=p)
+    try:
+        with open(p, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise InputError(f"{what} file cannot be read: {exc.strerror or exc}", path=p) from None
+
+
+def check_output_file(path: str | os.PathLike[str], what: str = "output") -> None:
+    """An output path must be creatable: not a directory, and its nearest existing ancestor a
+    writable directory (missing parent directories are created when the file is written).
+    Checked before any expensive work; creates nothing."""
+    p = Path(os.fspath(path))
+    if p.is_dir():
+        raise InputError(f"{what} path is a directory, expected a file name", path=p)
+    anc = p.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise InputError(f"{what}: {anc} is not a directory, so {p.name} cannot be created "
+                         f"under it", path=p)
+    if p.exists() and not os.access(p, os.W_OK):
+        raise InputError(f"{what} exists and cannot be overwritten (not writable)", path=p)
+    try:  # os.access is not enough (root, read-only mounts): try it
+        fd, tmp = tempfile.mkstemp(prefix=".rankstack-", suffix=".probe", dir=anc)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise InputError(f"{what} cannot be written: {anc}: {exc.strerror or exc}",
+                         path=p) from None
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str = "output directory") -> None:
+    """An output directory must be a directory (or creatable) and writable."""
+    p = Path(os.fspath(path))
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{what} is a file, expected a directory", path=p)
+    check_output_file(p / ".rankstack-probe", what)
 
 
 def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` (1-based, newline stripped); non-UTF-8 bytes raise InputError."""
+    """Yield ``(line_number, line)`` (1-based, newline stripped); non-UTF-8 bytes raise InputError.
+
+    A UTF-8 byte order mark at the start of the file is dropped (never part of an id).
+    """
     no = 0
     with open_text(path) as fh:
         it = iter(fh)
@@ -72,6 +132,8 @@ def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
                     f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})",
                     path=path, line=no,
                 ) from None
+            if no == 1 and line.startswith(BOM):
+                line = line[1:]
             yield no, line.rstrip("\r\n")
 
 
@@ -85,15 +147,29 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
 
 
 def check_token(value: str, *, what: str, field: str) -> str:
-    """Writers of whitespace-separated formats: an id must be non-empty with no whitespace."""
+    """Writers of whitespace-separated formats: an id must be non-empty with no whitespace,
+    and encodable as UTF-8 (a lone surrogate is not)."""
     if not value or any(c.isspace() for c in value):
         raise InputError(f"{what} {value!r} cannot be written: ids must be non-empty and "
                          f"contain no whitespace", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{what} {value!r} cannot be written: not encodable as UTF-8 "
+                         f"({exc.reason} at position {exc.start})", field=field) from None
     return value
+
+
+# ASCII only: int()/float() would also take "1_000" and non-ASCII digits such as "١٢".
+_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
+_FLOAT_RE = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                       r"|inf|infinity|nan)\Z", re.IGNORECASE)
 
 
 def parse_float(value: str, *, path: str | os.PathLike[str], line: int, field: str) -> float:
     try:
+        if not _FLOAT_RE.match(value):
+            raise ValueError(value)
         x = float(value)
     except ValueError:
         raise InputError(f"not a number: {value!r}", path=path, line=line, field=field) from None
@@ -104,6 +180,8 @@ def parse_float(value: str, *, path: str | os.PathLike[str], line: int, field: s
 
 def parse_int(value: str, *, path: str | os.PathLike[str], line: int, field: str) -> int:
     try:
+        if not _INT_RE.match(value):
+            raise ValueError(value)
         return int(value)
     except ValueError:
         raise InputError(f"not an integer: {value!r}", path=path, line=line, field=field) from None

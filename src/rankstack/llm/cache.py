@@ -36,14 +36,29 @@ class LLMCache:
     FILENAME = "llm_calls.sqlite"
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
+        from rankstack.errors import InputError
+
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise InputError("cache directory is a file, expected a directory", path=self.dir)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the cache directory: {exc.strerror or exc}",
+                             path=self.dir) from None
         self.path = self.dir / self.FILENAME
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            # Keys are content hashes (model, template, full prompt), so a fresh cache only
+            # costs the calls again; nothing stale can be served from it.
+            raise InputError(f"LLM call cache is unusable ({exc}); to recover, delete it to "
+                             f"start a fresh cache (finished calls are redone)",
+                             path=self.path) from None
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:

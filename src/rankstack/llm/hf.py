@@ -12,7 +12,6 @@ from rankstack.llm.base import (
     NextTokenScores,
     Prompt,
     cut_at_stop,
-    logsumexp,
     per_prompt,
 )
 
@@ -70,6 +69,15 @@ class HFBackend(LLMBackend):
     @property
     def has_chat_template(self) -> bool:
         return self._chat
+
+    def _prompt_text(self, prompt: Prompt) -> str:
+        """The text :meth:`_input_ids` tokenizes (after the chat template, if any)."""
+        if isinstance(prompt, str):
+            return prompt
+        if self._chat:
+            return self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True,
+                                                      tokenize=False)
+        return "\n\n".join(m["content"] for m in prompt)
 
     def _input_ids(self, prompt: Prompt) -> list[int]:
         tok = self.tokenizer
@@ -148,7 +156,7 @@ class HFBackend(LLMBackend):
         return self.tokenizer.decode([token_id])
 
     def next_token_logprobs(self, prompt: Prompt, candidates: Sequence[str]) -> NextTokenScores:
-        return self._logprobs([self._input_ids(prompt)], candidates, [[0]])[0]
+        return self._logprobs([prompt], candidates, batched=False)[0]
 
     def next_token_logprobs_batch(self, prompts: Sequence[Prompt],
                                   candidates: Sequence[str]) -> list[NextTokenScores]:
@@ -157,13 +165,19 @@ class HFBackend(LLMBackend):
         :meth:`next_token_logprobs` call per prompt."""
         if self.batch_size <= 1:
             return super().next_token_logprobs_batch(prompts, candidates)
-        ids = [self._input_ids(p) for p in prompts]
-        return self._logprobs(ids, candidates, self._chunks(ids))
+        return self._logprobs(prompts, candidates, batched=True)
 
-    def _logprobs(self, ids: list[list[int]], candidates: Sequence[str],
-                  chunks: list[list[int]]) -> list[NextTokenScores]:
+    def _logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str], *,
+                  batched: bool) -> list[NextTokenScores]:
         torch = self._torch
-        cand_ids = {c: self._candidate_ids(c) for c in candidates}
+        from rankstack.rerank.answer import drop_tail
+
+        ids, answers = [], []
+        for p in prompts:
+            answer, tail = self.answer_ids(self._prompt_text(p), candidates)
+            ids.append(drop_tail(self._input_ids(p), tail, str(self.model_id)))
+            answers.append(answer)
+        chunks = self._chunks(ids) if batched else [[i] for i in range(len(ids))]
         out: list[NextTokenScores] = [None] * len(ids)  # type: ignore[list-item]
         for chunk in chunks:
             x, mask = self._left_pad([ids[i] for i in chunk])
@@ -175,7 +189,7 @@ class HFBackend(LLMBackend):
                 lp = torch.log_softmax(logits.float(), dim=-1).cpu()
             for row, i in enumerate(chunk):
                 out[i] = NextTokenScores(
-                    {c: logsumexp([float(lp[row, t]) for t in cand_ids[c]]) for c in candidates},
+                    {c: float(lp[row, t]) for c, t in zip(candidates, answers[i], strict=True)},
                     len(ids[i]))
         return out
 

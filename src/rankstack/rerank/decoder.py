@@ -13,9 +13,9 @@
 * ``yes-no``: a causal LM asked whether the passage answers the query, with a prompt that ends
   where the answer starts; the score is read from next-token logits at the last position:
   ``logit(Yes) - logit(No)`` (``score="logit_diff"``, default) or log-softmax over
-  {Yes, No} taking Yes (``score="log_prob"``). The answer tokens are found by tokenizing the
-  prompt followed by ``" Yes"``/``" No"`` (``"Yes"``/``"No"`` after a chat template's
-  generation prompt), or given explicitly. Left padding with explicit position ids, so the
+  {Yes, No} taking Yes (``score="log_prob"``). The answer tokens follow the one rule of
+  :mod:`rankstack.rerank.answer` (shared with the LLM pointwise re-ranker), or are given
+  explicitly. Left padding with explicit position ids, so the
   last position is every row's real last token and positions start at 0 in every row.
 """
 
@@ -27,11 +27,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rankstack.errors import ConfigError, require
+from rankstack.rerank.answer import answer_tokens, drop_tail
 from rankstack.rerank.batching import Batch
 from rankstack.rerank.prompted import (
     PromptScorer,
     accepts,
-    continuation_token_id,
     resolve_token_id,
 )
 from rankstack.rerank.runtime import TokenRowsFP32, fp32_classifier_head
@@ -169,20 +169,25 @@ class YesNoScorer(PromptScorer):
         if chat and not getattr(tokenizer, "chat_template", None):
             raise ConfigError(f"{self.name}: chat=True but the tokenizer has no chat template")
         context = self._prompt_texts(["q"], ["d"])[0]
-        ids, tails = [], []
-        for tok, word, what in ((yes_token, "Yes", "yes_token"), (no_token, "No", "no_token")):
-            if tok is None:
-                tid, tail = continuation_token_id(tokenizer, context,
-                                                  word if chat else " " + word, f"yes-no {what}")
+        tails: list[list[int]] = []
+        if yes_token is None and no_token is None:  # the one answer-token rule
+            ids, tail = answer_tokens(
+                lambda t: tokenizer(t, add_special_tokens=False)["input_ids"], context,
+                ["Yes", "No"], "yes-no")
+            tails = [tail]
+        else:
+            ids = []
+            for tok, word, what in ((yes_token, "Yes", "yes_token"), (no_token, "No", "no_token")):
+                if tok is not None:
+                    ids.append(resolve_token_id(tokenizer, tok, f"yes-no {what}"))
+                    continue
+                (tid,), tail = answer_tokens(
+                    lambda t: tokenizer(t, add_special_tokens=False)["input_ids"], context,
+                    [word], "yes-no")
                 ids.append(tid)
                 tails.append(tail)
-            else:
-                ids.append(resolve_token_id(tokenizer, tok, f"yes-no {what}"))
-        if ids[0] == ids[1]:
-            raise ConfigError(f"yes-no: Yes and No resolve to the same token id {ids[0]}")
-        if len(tails) == 2 and tails[0] != tails[1]:
-            raise ConfigError("yes-no: Yes and No merge differently with the prompt's end; give "
-                              "yes_token and no_token explicitly")
+            if ids[0] == ids[1]:
+                raise ConfigError(f"yes-no: Yes and No resolve to the same token id {ids[0]}")
         self.token_ids = ids
         # under bf16/fp16 weights the Yes/No rows of the LM head are computed in float32
         self._rows = TokenRowsFP32(model, ids) if self._half_precision() else None
@@ -208,14 +213,8 @@ class YesNoScorer(PromptScorer):
         # a chat template writes its own bos; plain prompts get the tokenizer's special tokens
         out = self.tokenizer(self._prompt_texts(queries, docs), add_special_tokens=not self.chat,
                              verbose=False)["input_ids"]
-        k = len(getattr(self, "drop_tail", ()))
-        if not k:
-            return [list(x) for x in out]
-        for x in out:
-            if list(x[-k:]) != self.drop_tail:
-                raise ConfigError("yes-no: a prompt does not end with the template's usual "
-                                  "tokens; give yes_token and no_token explicitly")
-        return [list(x[:-k]) for x in out]
+        tail = getattr(self, "drop_tail", [])
+        return [drop_tail(x, tail, "yes-no") for x in out]
 
     def _encode(self, queries: Sequence[str], passages: Sequence[str]) -> list[Encoded]:
         return [Encoded(x) for x in self._fit(self._render_ids, queries, passages,

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
-import json
 import logging
 import os
 import time
@@ -47,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from rankstack.errors import ConfigError, InputError, RankstackError
-from rankstack.io.journal import RankingJournal
+from rankstack.io.journal import RankingJournal, inputs_fingerprint
 from rankstack.records import Doc, Query, Ranking, Run
 from rankstack.rerank.report import RerankReport, add_reports
 
@@ -211,16 +209,6 @@ def _rank_of(path: Path, base: Path) -> int:
     return int(tail) if tail.isdigit() else 1 << 30
 
 
-def candidates_fingerprint(run: Run, queries: Mapping[str, Query], depth: int | None) -> str:
-    """Hash of what a job re-ranks (query ids and texts, candidate ids to ``depth`` and below)."""
-    h = hashlib.sha256()
-    for qid, ranking in run.items():
-        q = queries.get(qid)
-        h.update(json.dumps([qid, None if q is None else q.text, ranking.doc_ids,
-                             depth]).encode())
-    return h.hexdigest()[:16]
-
-
 @dataclass
 class ShardedResult:
     """What :func:`rerank_sharded` did; ``run`` is the merged run on rank 0, else ``None``."""
@@ -330,7 +318,7 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
         identity = (reranker.journal_identity() if hasattr(reranker, "journal_identity")
                     else {"model": rname})
         header = {"rankstack_rerank_journal": 2, **identity, "depth": depth,
-                  "candidates": candidates_fingerprint(run, queries, depth)}
+                  "candidates": inputs_fingerprint(run, queries, docs, depth)}
     sj = ShardedJournal(journal, header)
 
     t0 = time.perf_counter()
@@ -414,5 +402,5 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     return result
 
 
-__all__ = ["DeviceSettings", "Ranks", "ShardedJournal", "ShardedResult",
-           "candidates_fingerprint", "launch", "rerank_sharded", "shard_by_cost"]
+__all__ = ["DeviceSettings", "Ranks", "ShardedJournal", "ShardedResult", "launch",
+           "rerank_sharded", "shard_by_cost"]
