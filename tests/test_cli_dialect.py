@@ -303,3 +303,20 @@ def test_index_reads_a_tsv_corpus(tmp_path, capsys):
                  str(tmp_path / "t.tsv"), "--k", "2", "--out", str(tmp_path / "r.txt")]) == 0
     assert read_run(tmp_path / "r.txt")["q1"].doc_ids[0] == "d1"
     assert os.path.exists(str(tmp_path / "r.txt") + ".config.yaml")
+
+
+def test_every_result_table_keeps_its_headers_in_a_narrow_terminal():
+    from rich.console import Console
+    from rich.table import Table
+
+    from rankstack.tables import add_columns
+
+    heads = ("stage", "key", "cached", "seconds", "queries", "pairs", "nDCG@10", "RR(rel=2)@10")
+    t = Table()
+    add_columns(t, heads, text=("stage", "key"))
+    t.add_row("rerank-cross-encoder-minilm", "0123456789abcdef", "no", "12.3", "43", "4300",
+              "0.7001", "0.9000")
+    console = Console(file=io.StringIO(), width=80)
+    console.print(t)
+    header = next(ln for ln in console.file.getvalue().splitlines() if "cached" in ln)
+    assert all(h in header for h in heads[2:])

@@ -129,7 +129,7 @@ def test_cache_makes_reruns_free_and_resumes(hf_backend, dl19, tmp_path):
     r3.save(tmp_path / "report.json")
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["total"]["cache_hits"] == 6 and set(data["per_query"]) == set(run)
-    assert data["repairs"]["windows"] == 6 and data["template"] == "rankzephyr@v1"
+    assert data["repairs"]["windows"] == 6 and data["template"] == "rankzephyr@v2"
     cache.close()
 
 

@@ -47,13 +47,16 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def specs(tiny_bert_dir, tiny_t5_dir, tiny_llama_dir, tiny_llama_cls_dir, tiny_chat_llama):
+def specs(tiny_bert_dir, tiny_t5_dir, tiny_llama_dir, tiny_llama_cls_dir, tiny_chat_llama,
+          tiny_lightning_ir_dir):
     enc = {"dtype": "fp32", "batch_size": 4}
     return {
         "cross-encoder": {"family": "cross-encoder", "model": str(tiny_bert_dir),
                           "settings": enc},
         "bi-encoder": {"family": "bi-encoder", "model": str(tiny_bert_dir),
                        "settings": {**enc, "pooling": "mean"}},
+        "lightning-ir": {"family": "lightning-ir", "model": str(tiny_lightning_ir_dir),
+                         "settings": enc},
         "monot5": {"family": "monot5", "model": str(tiny_t5_dir), "settings": enc},
         "twolar": {"family": "twolar", "model": str(tiny_t5_dir), "settings": enc},
         "rankt5": {"family": "rankt5", "model": str(tiny_t5_dir), "settings": enc},
@@ -79,7 +82,8 @@ def test_every_registered_family_has_a_protocol_test(specs):
     assert set(families()) == set(specs)
 
 
-@pytest.mark.parametrize("family", ["cross-encoder", "bi-encoder", "monot5", "twolar", "rankt5",
+@pytest.mark.parametrize("family", ["cross-encoder", "bi-encoder", "lightning-ir", "monot5",
+                                    "twolar", "rankt5",
                                     "rankllama", "yes-no", "llm-listwise", "llm-pointwise",
                                     "pe-rank", "bm25", "fusion"])
 def test_family_through_the_protocol(family, specs):
@@ -136,10 +140,9 @@ def test_keep_policy_and_missing_query_and_empty_run(specs):
 
 def test_bm25_scores_the_candidates_among_themselves():
     import bm25s
+    import Stemmer
 
     from rankstack.retrieve.bm25 import TOKEN_PATTERN
-
-    import Stemmer
 
     stem = Stemmer.Stemmer("english")
 

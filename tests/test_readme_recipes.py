@@ -27,6 +27,7 @@ SKIP: dict[str, str] = {
     "rankstack rerank": "a neural model over thousands of pairs (minutes on CPU)",
     "rankstack teach": "a teacher model over 22,530 pairs (~15 min)",
     "rankstack fit": "training (~15 min)",
+    "runs/dl19.minilm.txt --qrels": "evaluates the output of a skipped rerank line",
     "rankstack llm-rerank": "an LLM (minutes)",
     "rankstack serve": "a server that runs until stopped",
     "curl ": "needs the server",

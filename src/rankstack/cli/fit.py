@@ -154,11 +154,9 @@ def build_groups(data: dict[str, Any], group_size: int, seed: int):
             cands = src.runs[0]
         else:
             cands = load_run_arg(c, "data.candidates")
-        rel = data.get("binary_rel")
-        rel = rel if rel is not None else (qrels.binary_rel or 1)
         return QrelsGroupBuilder(src.queries, src.docs, qrels, cands,
                                  strategy=data.get("strategy") or "single_relevant",
-                                 min_relevance=rel, depth=data.get("depth"), **common)
+                                 binary_rel=data.get("binary_rel"), depth=data.get("depth"), **common)
     raise ConfigError("the data section needs teacher_run (distillation) or qrels (+ candidates)")
 
 
@@ -190,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         if args.strategy is not None:
             cfg["strategy"] = args.strategy
         res = run_config(cfg)
-        print(f"model: {res.model_dir}  steps: {res.steps}  wall: {res.wall_time_s:.1f} s"
+        say(f"model: {res.model_dir}  steps: {res.steps}  wall: {res.wall_time_s:.1f} s"
               + (f"  resumed from {res.resumed_from}" if res.resumed_from else ""))
         return 0
     if task != "cross-encoder":

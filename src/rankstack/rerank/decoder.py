@@ -1,13 +1,15 @@
 """Decoder-only (LLM) pointwise re-rankers: RankLLaMA and yes/no prompting.
 
 * ``rankllama`` (Ma et al. 2023, tevatron): a decoder with a 1-label sequence-classification
-  head (``LlamaForSequenceClassification``). Input as in the model card,
-  ``tokenizer(f"query: {q}", f"document: {title} {text}</s>")``: the tokenizer's own pair
-  layout (Llama: ``<s> A <s> B``) around ``query: {query}`` and ``document: {doc}``, then
-  ``</s>``. Each part is tokenized on its own, as tevatron does. The score is the head's
-  output at the last real token (``score_kind="logit"``). Padding is on the right and the pad
-  id is never the id of a row's last real token (HF pools at the rightmost non-pad token; Llama
-  has no pad token and padding with ``</s>`` would pool one token too early).
+  head (``LlamaForSequenceClassification``). Inputs exactly as tevatron's RankLLaMA inference
+  builds them (``examples/rankllama/data.py``): ``query: {query}`` and ``document: {doc}`` are
+  each tokenized without special tokens and cut in token space to ``query_length`` (32) and
+  ``doc_length`` (161 = tevatron's ``p_max_len - 3``) tokens *including* their prefixes, then
+  joined as ``<s> query-ids <s> document-ids`` with **no** ``</s>`` (``append_eos=True`` adds
+  one, as the model card's ``tokenizer(..., f"document: ... </s>")`` variant does). The score
+  is the head's output at the last real token (``score_kind="logit"``). Padding is on the
+  right and the pad id is never the id of a row's last real token (HF pools at the rightmost
+  non-pad token; Llama has no pad token and padding with a real id would pool too early).
   ``lora=`` loads a PEFT adapter over the base model and merges it (the published
   ``castorini/rankllama-v1-7b-lora-passage`` is such an adapter over Llama-2-7B).
 * ``yes-no``: a causal LM asked whether the passage answers the query, with a prompt that ends
@@ -60,13 +62,14 @@ class RankLlamaScorer(PromptScorer):
     default_max_length: ClassVar[int] = 4096
 
     def __init__(self, model: Any, tokenizer: Any, *, query_template: str = "query: {query}",
-                 doc_template: str = "document: {doc}", append_eos: bool = True,
+                 doc_template: str = "document: {doc}", append_eos: bool = False,
                  **kwargs: Any) -> None:
-        kwargs.setdefault("doc_length", 164)  # tevatron's passage setting (q 32, p 164)
+        kwargs.setdefault("doc_length", 161)  # tevatron: p_max_len 164 - 3, prefix included
         super().__init__(model, tokenizer, **kwargs)
         self.query_template = _one_placeholder(query_template, "query", "query_template")
         self.doc_template = _one_placeholder(doc_template, "doc", "doc_template")
         self.layout = SpecialLayout.from_tokenizer(tokenizer)
+        self.append_eos = append_eos
         self.suffix: list[int] = []
         if append_eos:
             if tokenizer.eos_token_id is None:
@@ -80,7 +83,8 @@ class RankLlamaScorer(PromptScorer):
         model.config.pad_token_id = self.pad_token_id
         if self._half_precision():
             fp32_classifier_head(model)
-        self._set_overhead(self._render_ids)
+        if self.max_length - len(self._join([], [])) < 2:
+            raise ConfigError(f"max_length {self.max_length} leaves no room for text")
 
     @classmethod
     def _model_kwargs(cls) -> dict[str, Any]:
@@ -109,17 +113,40 @@ class RankLlamaScorer(PromptScorer):
                 return int(v)
         return 1  # only reached when id 0 is the suffix token
 
-    def _render_ids(self, queries: list[str], docs: list[str]) -> list[list[int]]:
-        enc = self.tokenizer
-        a = [self.query_template.replace("{query}", q) for q in queries]
-        b = [self.doc_template.replace("{doc}", d) for d in docs]
-        ia = enc(a, add_special_tokens=False, verbose=False)["input_ids"]
-        ib = enc(b, add_special_tokens=False, verbose=False)["input_ids"]
-        return [self.layout.build_pair(x, y)[0] + self.suffix for x, y in zip(ia, ib, strict=True)]
+    def _join(self, q: list[int], d: list[int]) -> list[int]:
+        """``<s> q <s> d`` (+ ``</s>``); the tokenizer's pair layout when it has no bos."""
+        bos = self.tokenizer.bos_token_id
+        if bos is None:
+            return self.layout.build_pair(q, d)[0] + self.suffix
+        return [int(bos), *q, int(bos), *d, *self.suffix]
+
+    def _segment_ids(self, texts: list[str]) -> list[list[int]]:
+        uniq = list(dict.fromkeys(texts))
+        ids = self.tokenizer(uniq, add_special_tokens=False, verbose=False)["input_ids"]
+        by = dict(zip(uniq, ids, strict=True))
+        return [list(by[t]) for t in texts]
 
     def _encode(self, queries: Sequence[str], passages: Sequence[str]) -> list[Encoded]:
-        return [Encoded(x) for x in self._fit(self._render_ids, queries, passages,
-                                              self._overhead)]
+        if len(queries) != len(passages):
+            raise ValueError(f"{len(queries)} queries but {len(passages)} passages")
+        qa = self._segment_ids([self.query_template.replace("{query}", q) for q in queries])
+        db = self._segment_ids([self.doc_template.replace("{doc}", d) for d in passages])
+        out = []
+        fixed = len(self._join([], []))
+        for q, d in zip(qa, db, strict=True):
+            q_cut, d_cut = len(q) > self.query_length, len(d) > self.doc_length
+            q, d = q[: self.query_length], d[: self.doc_length]
+            room = self.max_length - fixed - len(q)
+            if room < 1:
+                raise ConfigError(f"max_length {self.max_length} is too small for a "
+                                  f"{len(q)}-token query")
+            if len(d) > room:
+                d, d_cut = d[:room], True
+            self.counts.queries += q_cut
+            self.counts.passages += d_cut
+            out.append(Encoded(self._join(q, d)))
+        self.counts.encoded += len(out)
+        return out
 
     def _pad_id(self) -> int:
         return self.pad_token_id

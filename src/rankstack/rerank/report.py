@@ -149,8 +149,9 @@ class RerankReport:
         if self.mode:
             t = Table(title=f"LLM {self.mode} re-ranking: {self.backend.get('model')} "
                             f"({self.backend.get('backend')}, {self.template})")
-            for col in ("query", "calls", "cache hits", "prompt tok", "gen tok", "wall s"):
-                t.add_column(col, justify="left" if col == "query" else "right")
+            from rankstack.tables import add_columns
+
+            add_columns(t, ("query", "calls", "cache hits", "prompt tok", "gen tok", "wall s"))
             rows = list(self.per_query.items())
             for qid, u in rows[:max_rows]:
                 t.add_row(qid, str(u.calls), str(u.cache_hits), str(u.prompt_tokens),
