@@ -348,9 +348,11 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     with contextlib.ExitStack() as stack:
         if bar is not None:
             stack.callback(bar.close)
-        if getattr(reranker, "show_progress", False):  # one bar per rank here, not per group
-            reranker.show_progress = False
-            stack.callback(setattr, reranker, "show_progress", True)
+        # one bar per rank here, and one set of warnings (rank 0's, of the summed report)
+        for attr in ("show_progress", "warn"):
+            if getattr(reranker, attr, False):
+                setattr(reranker, attr, False)
+                stack.callback(setattr, reranker, attr, True)
         jw = stack.enter_context(sj.journal(ranks.rank).writer()) if mine else None
         for group in mine_groups:
             sub = Run({q: run[q] for q in group}, name=run.name)
@@ -398,6 +400,9 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     if result.report is not None:
         result.report.resumed_queries = result.resumed_queries
         result.report.seconds = result.seconds
+        if getattr(reranker, "warn", False):
+            for warning in result.report.warnings():
+                log.warning("%s", warning)
     log.info("%s", result.summary())
     return result
 
