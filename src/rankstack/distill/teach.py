@@ -149,6 +149,9 @@ def teach(
         log.info("resuming: %d queries already in %s, %d to go", resumed, journal.path, len(todo))
     start = time.perf_counter()
     total: RerankReport | None = None
+    warn = getattr(teacher, "warn", None)
+    if warn is not None:  # one set of warnings for the whole job, not one per chunk
+        teacher.warn = False  # type: ignore[attr-defined]
     with journal.writer() as jw, tqdm(total=len(candidates), initial=resumed, unit="q",
                                       desc=f"teach {teacher_id}", disable=not show_progress) as bar:
         for i in range(0, len(todo), chunk_size):
@@ -160,6 +163,10 @@ def teach(
             jw.write(ranked[q] for q in chunk)
             done.update({q: ranked[q] for q in chunk})
             bar.update(len(chunk))
+    if warn is not None:
+        teacher.warn = warn  # type: ignore[attr-defined]
+        for w in (total.warnings() if total is not None and warn else []):
+            log.warning("%s", w)
     run = Run({q: done[q] for q in candidates}, name=f"teacher-{chash[:8]}")
     provenance = {
         "teacher": teacher_id,

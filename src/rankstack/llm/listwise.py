@@ -161,9 +161,6 @@ class ListwiseLLMReranker(RunReranker):
         report.budgets = llm_budgets(self.max_passage_tokens)
         report.notes = {"tail_docs": report.kept_below_depth,
                         "score_kind": "rank-derived (n - position), not a model score"}
-        if not total_repairs.clean:
-            log.warning("LLM output needed repair in %d of %d windows (see the report)",
-                        total_repairs.repaired_windows, total_repairs.windows)
 
     def close(self) -> None:
         self.backend.close()
