@@ -75,8 +75,8 @@ def test_mpnet_loads_by_its_bundled_id_with_no_family():
 
 @needs_nomic
 def test_nomic_torch_backend_matches_llama_cpp():
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (extra gguf)")
-    pytest.importorskip("gguf", reason="gguf not installed (extra gguf)")
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (extra llm-gguf)")
+    pytest.importorskip("gguf", reason="gguf not installed (extra llm-gguf)")
     from rankstack.rerank.gguf_bi_encoder import GGUFBiEncoderScorer
 
     texts = ["A flea can live up to a year.", "Paris is the capital of France.", "rain"]

@@ -72,7 +72,7 @@ class GGUFBiEncoderScorer(Scorer):
             return
         if backend != "llama_cpp":
             raise ConfigError(f"backend must be llama_cpp or torch, not {backend!r}")
-        llama_cpp = require("llama_cpp", "gguf", "GGUF embedding models",
+        llama_cpp = require("llama_cpp", "llm-gguf", "GGUF embedding models",
                             package="llama-cpp-python")
         # n_batch = n_ubatch = max_length: a non-causal embedding sequence must fit one ubatch,
         # and truncate=True cuts each text to n_batch tokens.

@@ -35,7 +35,7 @@ class NomicBert(torch.nn.Module):
         super().__init__()
 
         def p(name: str) -> torch.nn.Parameter:
-            return torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(
+            return torch.nn.Parameter(torch.from_numpy(np.array(  # a writable copy
                 tensors[name], dtype=np.float32)), requires_grad=False)
 
         self.word = p("token_embd.weight")
@@ -90,7 +90,7 @@ class NomicBert(torch.nn.Module):
 
 def load_nomic_bert(path: str, dtype: Any = None) -> tuple[NomicBert, list[str]]:
     """The model of a ``nomic-bert`` GGUF file and its vocabulary (GGUF token strings)."""
-    gguf = require("gguf", "gguf", "reading GGUF weights", package="gguf")
+    gguf = require("gguf", "llm-gguf", "reading GGUF weights", package="gguf")
     reader = gguf.GGUFReader(path)
     arch = _field(reader, "general.architecture")
     if arch != "nomic-bert":

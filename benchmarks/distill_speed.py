@@ -1,0 +1,111 @@
+"""Teacher vs student re-ranking cost, measured side by side (interleaved, same process).
+
+Models: the teacher's members (all-mpnet-base-v2, nomic-embed-text-v1.5; fetched by
+``scripts/fetch_models.py``), the bundled all-MiniLM-L6-v2 bi-encoder, and the students'
+architectures: a MiniLM-L6 cross-encoder and a shallow one (``keep_layers``). Speed does not
+depend on the weights' values, so a student directory is optional (``--ce DIR``,
+``--shallow DIR``); without one the architecture is built from the bundled MiniLM with a seeded
+untrained head. Each round every model re-ranks a fresh slice of DL19 BM25 pairs (fresh
+passages, so the bi-encoders' per-text caches never hit); rounds interleave the models so a
+busy machine slows all alike. Reported: median pairs/s, its ratio to the fused teacher (whose
+cost per pair is the sum of its members'), and the weights' size in MB.
+
+    python benchmarks/distill_speed.py --rounds 3 --queries-per-round 1 --depth 40 \\
+        --threads 1 --out benchmarks/results/distill_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def weights_mb(scorer) -> float:
+    model = getattr(scorer, "model", None)
+    if model is None or not hasattr(model, "parameters"):
+        return float("nan")
+    return sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+
+
+def build_cross_encoder(out: Path, keep_layers: int | None) -> Path:
+    from rankstack.train.student import load_student, save_student
+
+    model, tok = load_student(None, keep_layers=keep_layers, seed=1234)
+    return save_student(model.eval(), tok, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--queries-per-round", type=int, default=1)
+    ap.add_argument("--depth", type=int, default=40, help="pairs per query")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ce", default=None, help="trained MiniLM-L6 cross-encoder student dir")
+    ap.add_argument("--shallow", default=None, help="trained shallow cross-encoder student dir")
+    ap.add_argument("--keep-layers", type=int, default=2)
+    ap.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = ap.parse_args(argv)
+
+    from rankstack.datasets import load_dataset
+    from rankstack.rerank.reranker import Reranker
+
+    ds = load_dataset("dl19")
+    qids = list(ds.run)
+    need = args.rounds * args.queries_per_round
+    if need > len(qids):
+        print(f"error: {need} queries needed, DL19 has {len(qids)}", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="distill_speed_"))
+    ce = args.ce or str(build_cross_encoder(tmp / "ce", None))
+    shallow = args.shallow or str(build_cross_encoder(tmp / "shallow", args.keep_layers))
+    specs = {
+        "all-mpnet-base-v2 (teacher member)": ("bundled:all-mpnet-base-v2", None),
+        "nomic-embed-text-v1.5 (teacher member)": ("bundled:nomic-embed-text-v1.5", None),
+        "all-MiniLM-L6-v2 bi-encoder": ("bundled:all-MiniLM-L6-v2", None),
+        "MiniLM-L6 cross-encoder": (ce, "cross-encoder"),
+        f"shallow cross-encoder ({args.keep_layers} layers)": (shallow, "cross-encoder"),
+    }
+    scorers = {name: Reranker.from_pretrained(m, f, threads=args.threads).scorer
+               for name, (m, f) in specs.items()}
+    times: dict[str, list[float]] = {n: [] for n in scorers}
+    for r in range(args.rounds):
+        chunk = qids[r * args.queries_per_round:(r + 1) * args.queries_per_round]
+        qs, ps = [], []
+        for q in chunk:
+            for d in ds.run[q].docs[:args.depth]:
+                qs.append(ds.queries[q].text)
+                ps.append(ds.docs[d.doc_id].full_text)
+        for name, sc in scorers.items():
+            t = time.perf_counter()
+            sc.score_pairs(qs, ps)
+            times[name].append(len(qs) / (time.perf_counter() - t))
+            print(f"round {r + 1}: {name}: {times[name][-1]:.1f} pairs/s", flush=True)
+    med = {n: statistics.median(v) for n, v in times.items()}
+    members = [n for n in med if "teacher member" in n]
+    teacher = 1.0 / sum(1.0 / med[n] for n in members)
+    rows = {n: {"pairs_per_s": round(v, 2), "x_teacher": round(v / teacher, 2),
+                "weights_mb": round(weights_mb(scorers[n]), 1)} for n, v in med.items()}
+    rows["fused teacher (mpnet + nomic)"] = {
+        "pairs_per_s": round(teacher, 2), "x_teacher": 1.0,
+        "weights_mb": round(sum(weights_mb(scorers[n]) for n in members), 1)}
+    print(f"{'model':45s} {'pairs/s':>9s} {'x teacher':>9s} {'weights MB':>10s}")
+    for n, row in rows.items():
+        print(f"{n:45s} {row['pairs_per_s']:9.2f} {row['x_teacher']:9.2f} "
+              f"{row['weights_mb']:10.1f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(
+            {"args": vars(args), "rounds_pairs_per_s": times, "median": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
