@@ -113,7 +113,7 @@ def test_rankzephyr__prompt_and_ids(tiny_zephyr):
         assert tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False) == text
         assert rr.backend._input_ids(msgs) == tok(text).input_ids  # BOS first, once
         assert rr.backend._input_ids(msgs)[0] == tok.bos_token_id
-        assert rr.backend.dtype == "bf16" and rr.window_policy == "rank_llm"
+        assert rr.backend.dtype == "fp32" and rr.window_policy == "rank_llm"
     finally:
         rr.close()
 
@@ -121,8 +121,7 @@ def test_rankzephyr__prompt_and_ids(tiny_zephyr):
 def test_rankvicuna__prompt_and_ids(tiny_llama_dir):
     """rank_llm (2024) vicuna_reranker.py (variable_passages=False) + FastChat vicuna_v1.1:
     "{system} USER: {prompt} ASSISTANT:", tokenized with BOS."""
-    rr = load_reranker({"preset": "rankvicuna", "model": str(tiny_llama_dir),
-                        "settings": {"dtype": "fp32"}})
+    rr = load_reranker({"preset": "rankvicuna", "model": str(tiny_llama_dir)})
     try:
         msgs = _window_prompt(rr, DOCS[1:])
         q = "what do (2) cats eat"
