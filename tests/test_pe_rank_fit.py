@@ -102,6 +102,23 @@ def test_windows_shuffle_the_prompt_and_keep_the_teacher_target():
     assert w.group(0, epoch=0).target == ex.target  # a pure function of (seed, epoch, query)
 
 
+def test_windows_in_first_stage_order():
+    from rankstack.train.data import TeacherGroupBuilder
+
+    bm25 = Run({q: Ranking.from_order(q, sorted(DOCS, reverse=True), "bm25") for q in QUERIES})
+    b = TeacherGroupBuilder(QUERIES, DOCS, teacher_run(), n_docs=4, seed=0)
+    w = RankingWindows(b, DOCS, 0, order="candidates", first_stage=[bm25])
+    for i in range(len(w)):
+        ex = w.group(i)
+        ids = [d.id for d in ex.docs]
+        assert ids == sorted(ids, reverse=True)  # shown in the BM25 order
+        g = b.group(i)
+        assert [ex.docs[k].id for k in ex.target] == [d for d in teacher_run()[g.query_id].doc_ids
+                                                       if d in ids]
+    with pytest.raises(ConfigError, match="first-stage"):
+        RankingWindows(b, DOCS, 0, order="candidates")
+
+
 def test_alignment_stage_through_the_trainer(dirs, tmp_path):
     llama, bert = dirs
     items = DocItems(list(DOCS.values()))

@@ -84,6 +84,7 @@ class PERankDataConfig:
     topics: list[str] = field(default_factory=list)
     teacher_run: str | None = None  # stage 2: a run written by `rankstack teach`
     window: int = 20  # passages per training window
+    order: Literal["shuffled", "candidates"] = "shuffled"  # prompt order of a window
     strategy: Literal["top", "top_and_random"] = "top_and_random"
     depth: int | None = None  # teacher positions windows are drawn from (None: all)
     max_docs: int | None = None  # stage 1: use only the first N passages
@@ -156,14 +157,29 @@ class DocItems:
 class RankingWindows:
     """Stage-2 items: a teacher group builder's groups as :class:`RankingExample` windows.
 
-    The prompt order of a window is a seeded shuffle (seed, epoch, query), so the model cannot
-    learn the teacher's order from the positions; the target is the teacher's order.
+    The target is the teacher's order. The prompt order (``order``): ``shuffled`` - a seeded
+    shuffle (seed, epoch, query), so the positions say nothing; ``candidates`` - the order of
+    the first-stage runs ``first_stage`` (e.g. BM25), as windows arrive at inference (docs a
+    first-stage run lacks go last, in a seeded shuffle).
     """
 
-    def __init__(self, builder, docs: Mapping[str, Doc], seed: int = 0) -> None:
+    ORDERS = ("shuffled", "candidates")
+
+    def __init__(self, builder, docs: Mapping[str, Doc], seed: int = 0, *,
+                 order: str = "shuffled", first_stage: Sequence[Any] = ()) -> None:
+        if order not in self.ORDERS:
+            raise ConfigError(f"window order must be one of {', '.join(self.ORDERS)}, "
+                              f"not {order!r}")
+        if order == "candidates" and not first_stage:
+            raise ConfigError("order 'candidates' needs first-stage runs (data.sources)")
         self.builder = builder
         self.docs = docs
         self.seed = seed
+        self.order = order
+        self._ranks: dict[str, dict[str, int]] = {}
+        for run in first_stage:
+            for qid, ranking in run.items():
+                self._ranks.setdefault(qid, {d: i for i, d in enumerate(ranking.doc_ids)})
 
     def __len__(self) -> int:
         return len(self.builder)
@@ -176,6 +192,9 @@ class RankingWindows:
         best_first = sorted(range(len(g.doc_ids)), key=lambda i: (-g.targets[i], i))
         shown = list(range(len(g.doc_ids)))
         random.Random(f"{self.seed}/{epoch}/{g.query_id}/shown").shuffle(shown)
+        if self.order == "candidates":  # stable: unranked docs keep their shuffled order
+            ranks = self._ranks.get(g.query_id, {})
+            shown.sort(key=lambda i: ranks.get(g.doc_ids[i], len(ranks)))
         pos = {i: k for k, i in enumerate(shown)}
         docs = [self._doc(g.doc_ids[i], g.docs[i]) for i in shown]
         ex = RankingExample(g.query, docs, [pos[i] for i in best_first])
@@ -391,7 +410,8 @@ def load_items(stage: PERankStage, data: Mapping[str, Any], seed: int):
         depth=data.get("depth"), seed=dseed,
         on_missing_doc=data.get("on_missing_doc", "skip_doc"))
     log.info("ranking windows: %s", builder.stats.summary())
-    return RankingWindows(builder, src.docs, dseed)
+    return RankingWindows(builder, src.docs, dseed, order=data.get("order", "shuffled"),
+                          first_stage=src.runs)
 
 
 def validate_config(data: Mapping[str, Any], origin: str = "config",
