@@ -409,3 +409,15 @@ def test_nomic_embed__prefixes(tmp_path, tiny_bert_dir):
                                model.encode(["search_query: " + QUERY]), atol=2e-5)
     np.testing.assert_allclose(s.encode_passages([DOCS[1].text]),
                                model.encode(["search_document: " + DOCS[1].text]), atol=2e-5)
+
+
+def test_chat_prompt_bos_is_added_once(tiny_chat_llama, tiny_zephyr):
+    """BOS before a chat-templated prompt: added when the template does not write it (Zephyr),
+    never doubled when it does (a template starting with <s>); add_bos=False turns it off."""
+    from rankstack.llm.hf import HFBackend
+
+    msgs = [{"role": "user", "content": "cats"}]
+    for path in (tiny_chat_llama, tiny_zephyr):
+        ids = HFBackend(str(path))._input_ids(msgs)
+        assert ids[0] == 1 and ids[1] != 1, path  # <s> = 1 in the tiny Llama vocabulary
+    assert HFBackend(str(tiny_zephyr), add_bos=False)._input_ids(msgs)[0] != 1
