@@ -37,6 +37,9 @@ SKIP: dict[str, str] = {
     "--index-dir runs/dense": "needs the dense index",
     "rankstack pipeline": "re-ranks DL19 with MiniLM (minutes)",
     "rankstack compare": "times several models (minutes)",
+    "scripts/fetch_models.py": "downloads ~700 MB of model wheels",
+    "runs/teacher/": "fuses/evaluates the output of skipped rerank lines",
+    "teacher_mpnet.txt": "fuses the output of skipped teach lines",
 }
 
 
