@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rankstack.cli._common import add_config_arg
+from rankstack.cli._common import add_config_arg, say
 from rankstack.cli.rerank import _yaml_value, add_spec_args, spec_from_args
 
 
@@ -40,6 +40,25 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_pool(args: argparse.Namespace, src, pooled) -> None:
+    """Never silently drop work: an empty candidate run, or pooled queries without text
+    (a topics file lacking some), is an error naming the inputs, found before any model load."""
+    from rankstack.errors import InputError
+
+    for spec, r in zip(args.runs, src.runs, strict=True):
+        if len(r) == 0 or r.n_pairs == 0:
+            raise InputError("candidate run has no candidates: nothing to teach", path=spec)
+    if len(pooled) == 0 or pooled.n_pairs == 0:
+        raise InputError(f"no pooled candidates from {', '.join(map(str, args.runs))}: "
+                         f"nothing to teach")
+    missing = [q for q in pooled if q not in src.queries]
+    if missing:
+        where = ", ".join(map(str, args.topics)) or "the given sources (no --topics)"
+        raise InputError(f"{len(missing)} of {len(pooled)} pooled queries have no text in "
+                         f"{where} (first: {', '.join(missing[:5])}); add their topics, or "
+                         f"drop them from the runs", field="topics")
+
+
 def run(args: argparse.Namespace) -> int:
     from rankstack.distill.teach import pool_candidates, pool_stats_dict, teach
     from rankstack.distill.teachers import load_teacher
@@ -53,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_queries is not None:
         keep = list(pooled)[: args.max_queries]
         pooled = type(pooled)({q: pooled[q] for q in keep}, pooled.name)
-    print(f"pooled {len(pooled)} queries, {pooled.n_pairs} pairs from {len(src.runs)} runs "
+    check_pool(args, src, pooled)  # before the teacher is loaded
+    say(f"pooled {len(pooled)} queries, {pooled.n_pairs} pairs from {len(src.runs)} runs "
           f"(depth {args.depth}): {json.dumps(pool_stats_dict(stats))}")
     teacher, teacher_id = load_teacher(spec=spec, **settings)
     cfg = {"runs": args.runs, "depth": args.depth,
@@ -64,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
                        chunk_size=args.chunk_size, show_progress=not args.no_progress)
     finally:
         teacher.close()
-    print(f"teacher run: {args.out} ({result.provenance['queries']} queries, "
+    say(f"teacher run: {args.out} ({result.provenance['queries']} queries, "
           f"{result.provenance['pairs']} pairs; resumed {result.resumed_queries}, "
           f"scored {result.scored_queries}) in {result.provenance['wall_time_s_this_invocation']} s")
     if result.report is not None:
-        print(f"teacher report (this invocation): {result.report.summary()}")
+        say(f"teacher report (this invocation): {result.report.summary()}")
     return 0

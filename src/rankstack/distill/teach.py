@@ -30,7 +30,7 @@ from rankstack import __version__
 from rankstack.config import config_hash
 from rankstack.errors import ConfigError, InputError
 from rankstack.io import atomic_write, write_run
-from rankstack.io.journal import RankingJournal
+from rankstack.io.journal import RankingJournal, inputs_fingerprint
 from rankstack.records import Doc, Query, Ranking, Run
 from rankstack.rerank.report import RerankReport
 
@@ -133,13 +133,15 @@ def teach(
     out = Path(out)
     cfg = {"teacher": teacher_id, **(dict(config) if config else {})}
     chash = config_hash(cfg)
-    journal = RankingJournal(out.with_name(out.name + ".journal.jsonl"),
-                             {"rankstack_teach_journal": 1, "config_hash": chash,
-                              "teacher": teacher_id})
     missing_text = [q for q in candidates if q not in queries]
     if missing_text:
         raise InputError(f"{len(missing_text)} candidate queries have no text "
                          f"(first: {missing_text[0]!r})", field="queries")
+    # keyed by the inputs' content, not their paths: a replaced candidates file is noticed
+    journal = RankingJournal(out.with_name(out.name + ".journal.jsonl"),
+                             {"rankstack_teach_journal": 2, "config_hash": chash,
+                              "teacher": teacher_id,
+                              "inputs": inputs_fingerprint(candidates, queries, docs)})
     done = journal.load()
     todo = [q for q in candidates if q not in done]
     resumed = len(candidates) - len(todo)
