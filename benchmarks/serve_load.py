@@ -239,17 +239,23 @@ def main() -> int:
     if not 1 <= args.clients <= 256:
         p.error("--clients must be in [1, 256]")
 
+    import httpx
+
     payloads = _payloads(args.passages)
     # every payload has the same number of passages (DL19 runs have 100 per query)
     assert len({len(p["passages"]) for p in payloads}) == 1
     procs: dict[str, tuple[str, subprocess.Popen]] = {}
     offline: Offline | None = None
     modes = list(dict.fromkeys(args.modes))
+    used_ports: set[int] = set()
     try:
         for mode in modes:
             if mode == "offline":
                 continue
             port = _free_port()
+            while port in used_ports:  # a port just released can be handed out again
+                port = _free_port()
+            used_ports.add(port)
             cmd = [sys.executable, str(Path(__file__).resolve()), "--server", mode,
                    "--port", str(port), "--threads", str(args.threads),
                    "--workers", str(args.workers),
@@ -262,6 +268,12 @@ def main() -> int:
             procs[mode] = (f"http://127.0.0.1:{port}", subprocess.Popen(cmd))
         for url, proc in procs.values():
             _wait_up(url, proc)
+        for mode, (url, proc) in procs.items():
+            # the server that answers must be this mode's (not another process on the port)
+            got = httpx.get(url + "/stats", timeout=30).json()["settings"]["max_batch_requests"]
+            if proc.poll() is not None or got != (1 if mode == "single" else None):
+                raise RuntimeError(f"{url} is not the {mode} server (another process holds "
+                                   f"the port?); run again")
         if "offline" in modes:
             offline = Offline(args)
             offline.phase(args.warmup)
