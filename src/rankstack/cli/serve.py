@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rankstack.cli._common import add_config_arg
+from rankstack.cli._common import add_config_arg, say
 from rankstack.cli.rerank import _yaml_value, add_spec_args, spec_from_args
 
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch_pairs=args.max_batch_pairs, max_wait_ms=args.max_wait_ms,
         max_batch_requests=1 if args.no_batching else None, token=token)
     if not is_loopback(args.host) and token is None:
-        print(f"warning: serving on {args.host} without a token: anyone who can reach it "
+        say(f"warning: serving on {args.host} without a token: anyone who can reach it "
               f"can use it (see --token-env)")
     if args.corpus and args.dataset:
         raise ConfigError("give --corpus or --dataset, not both")
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                        scorer=getattr(reranker, "scorer", None)) if args.index else None
     app = create_app(reranker, settings=settings, corpus=corpus, index=index,
                      index_name=getattr(index, "scorer", None) if index is not None else None)
-    print(f"serving {reranker.name} on http://{args.host}:{args.port} "
+    say(f"serving {reranker.name} on http://{args.host}:{args.port} "
           f"(docs at /docs, schema at /openapi.json)")
     serve_forever(app, args.host, args.port, log_level=args.log_level)
     return 0

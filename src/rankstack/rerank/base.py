@@ -121,6 +121,9 @@ class RunReranker(ABC):
     score_kind: str = "unknown"
     #: the ``scorer`` of produced Rankings
     name: str = "reranker"
+    #: log the report's warnings after each call (a caller that sums several calls, like
+    #: ``teach``, turns this off and logs the summed report's :meth:`RerankReport.warnings`)
+    warn: bool = True
 
     def __init__(self, *, depth: int | None = 100, on_missing: OnMissing = "raise",
                  show_progress: bool = True, chunk_pairs: int = 4096) -> None:
@@ -131,6 +134,8 @@ class RunReranker(ABC):
             raise ConfigError(f"chunk_pairs must be a positive integer, not {chunk_pairs!r}")
         self.chunk_pairs = chunk_pairs
         self.last_report: RerankReport | None = None
+        #: the jobs of the current / last :meth:`rerank` call (after the input policies)
+        self.plan: list[RerankItem] = []
 
     # -- hooks ------------------------------------------------------------------------------
     @abstractmethod
@@ -178,6 +183,7 @@ class RunReranker(ABC):
         report = RerankReport(model=self.name, score_kind=self.score_kind, depth=depth)
         t0 = time.perf_counter()
         plan = self._plan(run, queries, docs, depth, max_queries, report)
+        self.plan = plan  # this call's jobs (hooks may look at all of them)
         self._begin(report)
 
         done: dict[str, Ranking] = {}
@@ -221,12 +227,9 @@ class RunReranker(ABC):
         report.seconds = time.perf_counter() - t0
         self.last_report = report
         log.info("%s", report.summary())
-        if report.missing_docs or report.missing_queries:
-            log.warning("%s: %d docs and %d queries missing from the inputs (on_missing=%s)",
-                        self.name, report.missing_docs, report.missing_queries, self.on_missing)
-        warning = report.truncation_warning()
-        if warning:
-            log.warning("%s", warning)
+        if self.warn:
+            for warning in report.warnings():
+                log.warning("%s", warning)
         return out
 
     def rerank_with_stats(self, run: Run, queries: Mapping[str, Query | str],
