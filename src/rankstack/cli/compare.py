@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, alpha=args.alpha)
     data = DatasetArgs(args.dataset or "files", run=args.run, topics=args.topics,
                        corpus=args.corpus, qrels=args.qrels)
-    result = compare(data, models, args.out_dir, settings)
+    result = compare(data, models, args.out_dir, settings, progress=True)
     Console(width=200).print(result.table())
     out = Path(args.out_dir)
     json_path = args.json or out / "compare.json"

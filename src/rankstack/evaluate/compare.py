@@ -24,7 +24,6 @@ A row ``candidates`` is the first-stage run itself (no model, no cost measured).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -37,8 +36,6 @@ from rankstack.config import config_hash
 from rankstack.errors import ConfigError, InputError
 from rankstack.evaluate import efficiency as eff
 from rankstack.evaluate.compare_report import CompareResult
-
-log = logging.getLogger("rankstack.evaluate.compare")
 
 CANDIDATES = "candidates"
 SPEC_KEYS = {"label", "model", "family", "preset", "backend", "settings", "depth", "max_queries",
@@ -238,8 +235,15 @@ class DatasetArgs:
 
 
 def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.PathLike[str],
-            settings: CompareSettings | None = None) -> CompareResult:
-    """Re-rank with every model, evaluate, measure; runs go to ``out_dir/runs/LABEL.run``."""
+            settings: CompareSettings | None = None, *, progress: bool = False
+            ) -> CompareResult:
+    """Re-rank with every model, evaluate, measure; runs go to ``out_dir/runs/LABEL.run``.
+    ``progress``: one line per step on stderr."""
+
+    def say(text: str) -> None:
+        if progress:
+            print(f"compare: {text}", file=sys.stderr, flush=True)
+
     from rankstack.datasets import DATASETS, load_dataset
     from rankstack.evaluate import Evaluator
     from rankstack.io import atomic_write, read_run, write_run
@@ -287,7 +291,7 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
             spec = run_spec(m.spec, s.threads, out / "llm-cache" / _safe(m.label))
             loaded[m.label] = p.ask("load", dataset=data.to_dict(), spec=spec, qids=qids,
                                     timing_qids=timing, depth=m.depth)
-            log.info("%s: loaded in %.1fs", m.label, loaded[m.label]["load_s"])
+            say(f"{m.label}: loaded in {loaded[m.label]['load_s']:.1f}s")
         for m in models:
             if m.is_candidates:
                 continue
@@ -298,6 +302,7 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
             if path.exists() and meta.exists() and _meta_key(meta) == key:
                 quality[m.label] = {"reused": True, **json.loads(meta.read_text())}
             else:
+                say(f"{m.label}: quality pass over {len(all_qids[:m.max_queries])} queries")
                 rep = procs[m.label].ask("quality", run_path=str(path), tag=_safe(m.label))
                 quality[m.label] = {"reused": False, "key": key, "seconds": rep["seconds"],
                                     "report": rep["report"]}
@@ -315,6 +320,7 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
             order = measured[r % len(measured):] + measured[:r % len(measured)] if measured \
                 else []
             for label in order:
+                say(f"timing pass {r + 1}/{s.repeats}: {label}")
                 passes[label].append(procs[label].ask("time"))
         memory = {label: procs[label].ask("finish")["memory"] for label in measured}
     finally:
