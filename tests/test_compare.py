@@ -31,7 +31,8 @@ def compared(tmp_path_factory, tiny_bert_dir, tiny_chat_llama, dl19):
             f"tiny-llm={{model: {tiny_chat_llama}, family: llm-listwise, backend: hf, depth: 5, "
             f"max_queries: 1, settings: {{window: 5, stride: 5, max_passage_tokens: 16}}}}",
             f"fused={{family: fusion, depth: 10, settings: {{method: rrf}}, members: "
-            f"[{_ce(tiny_bert_dir)}, {{family: bm25}}]}}"]
+            f"[{{model: {tiny_bert_dir}, family: cross-encoder, settings: {{dtype: fp32}}}}, "
+            f"{{family: bm25}}]}}"]
     assert main(argv) == 0
     return out
 
@@ -69,7 +70,7 @@ def test_cost_columns_present_and_positive(compared):
     for label, c in costs.items():
         assert c["pairs_per_s"] > 0, label
         assert 0 < c["p50_ms"] <= c["p95_ms"], label
-        assert c["load_s"] > 0 and c["quality_s"] > 0, label
+        assert c["load_s"] > 0 and c["quality_s"] > 0 and c["import_s"] >= 0, label
         assert c["memory"]["peak_rss_mb"] > c["memory"]["added_rss_mb"] > 0, label
         assert len(c["passes"]) == 2, label
     assert costs["tiny-ce"]["timing_queries"] == 2

@@ -39,7 +39,7 @@ from rankstack.evaluate.compare_report import CompareResult
 
 CANDIDATES = "candidates"
 SPEC_KEYS = {"label", "model", "family", "preset", "backend", "settings", "depth", "max_queries",
-             "members"}
+             "timing_queries", "members"}
 
 
 @dataclass
@@ -50,6 +50,7 @@ class ModelSpec:
     spec: dict[str, Any]  # model / family / backend / settings (the re-ranker spec)
     depth: int | None = None  # None: the re-ranker's own default
     max_queries: int | None = None
+    timing_queries: int | None = None  # None: the compare setting
 
     @property
     def is_candidates(self) -> bool:
@@ -95,12 +96,13 @@ def parse_model(text: str | Mapping[str, Any], where: str = "--models") -> Model
             if raw.get(k) is not None}
     if "settings" in spec and not isinstance(spec["settings"], Mapping):
         raise ConfigError(f"{where}: 'settings' must be a mapping, not {spec['settings']!r}")
-    for key in ("depth", "max_queries"):
+    for key in ("depth", "max_queries", "timing_queries"):
         v = raw.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigError(f"{where}: {key!r} must be a positive integer, not {v!r}")
     label = label or raw.get("label") or _default_label(spec)
-    return ModelSpec(str(label), spec, raw.get("depth"), raw.get("max_queries"))
+    return ModelSpec(str(label), spec, raw.get("depth"), raw.get("max_queries"),
+                     raw.get("timing_queries"))
 
 
 def _default_label(spec: Mapping[str, Any]) -> str:
@@ -143,9 +145,10 @@ class CompareSettings:
         return (f"each model in a fresh process, threads={self.threads} for all; "
                 f"{self.warmup} warm-up quer{'y' if self.warmup == 1 else 'ies'}, then "
                 f"{self.repeats} timing pass(es) interleaved across models (order rotated), "
-                f"{self.timing_queries or 'all'} timing queries each re-ranked alone, caches "
-                f"off; latency = median over passes per query, p50/p95 over queries; pairs/s = "
-                f"median over passes; load = one load, libraries' import included")
+                f"{self.timing_queries or 'all'} timing queries (unless a model sets its "
+                f"own) each re-ranked alone, caches off; latency = median over passes per "
+                f"query, p50/p95 over queries; pairs/s = median over passes; load = one "
+                f"load after the family's modules were imported (import s apart)")
 
 
 @dataclass
@@ -154,7 +157,7 @@ class ModelCost:
 
     label: str
     name: str
-    load_s: float
+    load_s: float  # building the re-ranker, its family's modules already imported
     quality_s: float | None  # None when the quality run was re-used
     pairs_per_s: float
     p50_ms: float
@@ -163,6 +166,7 @@ class ModelCost:
     pairs_per_query: float
     memory: dict[str, Any]
     memory_after_load: dict[str, Any] = field(default_factory=dict)
+    import_s: float | None = None  # importing the family's modules (torch, llama_cpp, ...)
     llm_calls_per_query: float | None = None
     prompt_tokens_per_query: float | None = None
     completion_tokens_per_query: float | None = None
@@ -287,7 +291,7 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
                           tag=_safe(m.label))
                 continue
             p = procs[m.label] = _Proc(m.label, s.threads)
-            timing = qids[:s.timing_queries]
+            timing = qids[:m.timing_queries or s.timing_queries]
             spec = run_spec(m.spec, s.threads, out / "llm-cache" / _safe(m.label))
             loaded[m.label] = p.ask("load", dataset=data.to_dict(), spec=spec, qids=qids,
                                     timing_qids=timing, depth=m.depth)
@@ -421,6 +425,7 @@ def _cost(label: str, loaded: dict[str, Any], quality: dict[str, Any],
         p95_ms=eff.percentile(lat_ms, 95), timing_queries=len(qids),
         pairs_per_query=tot.get("pairs", 0) / n, memory=memory,
         memory_after_load=loaded.get("memory_after_load") or {},
+        import_s=loaded.get("import_s"),
         llm_calls_per_query=tot["llm_calls"] / n if llm else None,
         prompt_tokens_per_query=tot["prompt_tokens"] / n if llm else None,
         completion_tokens_per_query=tot["completion_tokens"] / n if llm else None,
