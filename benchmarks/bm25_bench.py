@@ -4,8 +4,10 @@ Same corpus, same queries, same tokenization (bm25s's: lower-case, ``\\w\\w+``, 
 stopwords, English Snowball stemmer), k1=0.9, b=0.4, top-100, one thread, in one process.
 Implementations are run interleaved (A B C D, A B C D, ...) ``--repeats`` times and the
 median is reported. Index time includes tokenizing the corpus; search time includes
-tokenizing the queries and producing the top-k. numba's one-off JIT compilation is done in
-an untimed warm-up and reported separately.
+tokenizing the queries and producing the top-k (rankstack: the Run of array-backed Rankings
+and each query's list of doc ids). numba's one-off JIT compilation is done in an untimed
+warm-up and reported separately ("first call s"; rankstack's kernel is loaded from numba's
+on-disk cache after its first compilation, bm25s's is compiled in every process).
 
 rank_bm25 (BM25Okapi) scores every document in Python per query term, so it is timed on the
 first ``--rank-bm25-queries`` queries only (the table says so). Its idf is Robertson's with an
@@ -128,6 +130,18 @@ class RankBM25(Impl):
         return out
 
 
+def identical_under_rule(raw: RawBM25S, queries, got: list[list[str]]) -> int:
+    """Queries whose top-K equals raw bm25s's full-index scores sorted by the rankstack rule."""
+    tok, _ = tokenizer()
+    n = 0
+    for toks, ids in zip(tok([q.text for q in queries]), got, strict=True):
+        full = np.asarray(raw.r.get_scores(toks)) if toks else np.zeros(len(raw.doc_ids))
+        pos = np.nonzero(full > 0)[0]
+        want = sorted(pos.tolist(), key=lambda i: (-full[i], raw.doc_ids[i]))[:K]
+        n += [raw.doc_ids[i] for i in want] == ids
+    return n
+
+
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
     t = time.perf_counter()
     out = fn()
@@ -212,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{ov:.3f}",
         )
     console.print(table)
+    raw = next((im for im in impls if isinstance(im, RawBM25S)), None)
+    if raw is not None:
+        same = identical_under_rule(raw, queries, results[main_name])
+        console.print(f"{main_name} top-{K} identical to {raw.name}'s scores of the whole index "
+                      f"cut by rankstack's tie-break (score desc, doc id asc): {same}/"
+                      f"{len(queries)} queries (raw bm25s breaks score ties arbitrarily, hence "
+                      f"its top-10 overlap below 1)")
     if slow in qps:
         console.print(f"rank_bm25 timed on the first {nq_slow} of {len(queries)} queries.")
     return 0

@@ -68,12 +68,17 @@ def text_system(args, ds):
                              max_passage_tokens=args.max_passage_tokens)
 
     def go(run):
-        out, report = rr.rerank(run, ds.queries, ds.docs, depth=args.depth, progress=False)
-        t = report.total
-        return out, {"calls": t.calls, "prompt_tokens": t.prompt_tokens,
-                     "generated_tokens": t.completion_tokens,
-                     "repaired_windows": report.repairs.get("repaired_windows", 0)}
+        out = rr.rerank(run, ds.queries, ds.docs, depth=args.depth)
+        return out, _usage(rr.last_report)
     return f"text-listwise ({args.backend}, {rr.template.id})", go
+
+
+def _usage(report) -> dict[str, Any]:
+    """Both systems' costs from the one report (``RunReranker.last_report``)."""
+    t = report.total
+    return {"calls": t.calls, "prompt_tokens": t.prompt_tokens,
+            "generated_tokens": t.completion_tokens,
+            "repaired_windows": report.repairs.get("repaired_windows", 0)}
 
 
 def perank_system(args, ds):
@@ -90,14 +95,10 @@ def perank_system(args, ds):
                         max_passage_tokens=args.max_passage_tokens, threads=args.threads)
 
     def go(run):
-        rr.reset_accounting()
         rr.embedder.clear_cache()  # every repeat pays for encoding its passages
-        out = rr.rerank(run, ds.queries, ds.docs)
-        a = rr.accounting
-        return out, {"calls": a["calls"], "prompt_tokens": a["prompt_tokens"],
-                     "generated_tokens": a["generated_tokens"],
-                     "repaired_windows": a.get("repaired_windows", 0)}
-    return "pe-rank", go
+        out = rr.rerank(run, ds.queries, ds.docs, depth=args.depth)
+        return out, _usage(rr.last_report)
+    return "pe-rank" + (" (trained)" if args.projector else " (untrained)"), go
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,7 @@ from tiny_models import (  # noqa: E402, F401
     tiny_bert_dir,
     tiny_chat_llama,
     tiny_electra_dir,
+    tiny_lightning_ir_dir,
     tiny_llama_cls_dir,
     tiny_llama_dir,
     tiny_t5_dir,

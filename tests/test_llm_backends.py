@@ -82,12 +82,15 @@ def test_hf_pointwise_mechanics(hf_backend, dl19):
     msgs = rr.template.render_pointwise(
         dl19.queries[q].text, hf_backend.truncate(dl19.docs[did].full_text, 24), chat=True)
     tok = hf_backend.tokenizer
-    ids = tok.encode(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False),
-                     add_special_tokens=False)
+    text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    ids = tok.encode(text, add_special_tokens=False)
     with torch.inference_mode():
         lp = torch.log_softmax(hf_backend.model(torch.tensor([ids])).logits[0, -1], -1)
-    yes, no = tok.encode("Yes", add_special_tokens=False)[0], tok.encode("No", add_special_tokens=False)[0]
-    assert hf_backend._candidate_ids("Yes") == [yes] and hf_backend._candidate_ids("No") == [no]
+    # the answer token: where "prompt + Yes" departs from the prompt (the chat prompt ends
+    # in a newline, so the bare word follows)
+    yes = tok.encode(text + "Yes", add_special_tokens=False)[len(ids)]
+    no = tok.encode(text + "No", add_special_tokens=False)[len(ids)]
+    assert hf_backend.answer_ids(text, ["Yes", "No"]) == ([yes, no], [])
     assert out[q].scores()[did] == pytest.approx(float(lp[yes] - lp[no]), abs=1e-4)
 
 
@@ -126,7 +129,7 @@ def test_cache_makes_reruns_free_and_resumes(hf_backend, dl19, tmp_path):
     r3.save(tmp_path / "report.json")
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["total"]["cache_hits"] == 6 and set(data["per_query"]) == set(run)
-    assert data["repairs"]["windows"] == 6 and data["template"] == "rankzephyr@v1"
+    assert data["repairs"]["windows"] == 6 and data["template"] == "rankzephyr@v2"
     cache.close()
 
 

@@ -218,4 +218,4 @@ def test_template_errors_name_file_and_field(tmp_path):
     with pytest.raises(ConfigError, match="unknown prompt template"):
         load_template("no-such-template")
     t = load_template("rankzephyr")
-    assert t.id == "rankzephyr@v1" and t.kind == "listwise"
+    assert t.id == "rankzephyr@v2" and t.kind == "listwise"

@@ -137,8 +137,8 @@ def test_cli_pipeline(tmp_path, cache, capsys):
     p.write_text(yaml.safe_dump(cfg))
     assert main(["pipeline", "--config", str(p), "--no-progress"]) == 0
     assert main(["pipeline", "--config", str(p), "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "re-used: retrieve" in out and "nDCG@10" in out
+    cap = capsys.readouterr()  # the table is the result (stdout); the cache note is a log
+    assert "re-used: retrieve" in cap.err and "nDCG@10" in cap.out
     assert main(["pipeline", "--config", str(p), "--queries", "{limit: 0}"]) == 2
     assert "queries.limit must be a positive integer" in capsys.readouterr().err
 

@@ -47,13 +47,16 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def specs(tiny_bert_dir, tiny_t5_dir, tiny_llama_dir, tiny_llama_cls_dir, tiny_chat_llama):
+def specs(tiny_bert_dir, tiny_t5_dir, tiny_llama_dir, tiny_llama_cls_dir, tiny_chat_llama,
+          tiny_lightning_ir_dir):
     enc = {"dtype": "fp32", "batch_size": 4}
     return {
         "cross-encoder": {"family": "cross-encoder", "model": str(tiny_bert_dir),
                           "settings": enc},
         "bi-encoder": {"family": "bi-encoder", "model": str(tiny_bert_dir),
                        "settings": {**enc, "pooling": "mean"}},
+        "lightning-ir": {"family": "lightning-ir", "model": str(tiny_lightning_ir_dir),
+                         "settings": enc},
         "monot5": {"family": "monot5", "model": str(tiny_t5_dir), "settings": enc},
         "twolar": {"family": "twolar", "model": str(tiny_t5_dir), "settings": enc},
         "rankt5": {"family": "rankt5", "model": str(tiny_t5_dir), "settings": enc},
@@ -79,7 +82,8 @@ def test_every_registered_family_has_a_protocol_test(specs):
     assert set(families()) == set(specs)
 
 
-@pytest.mark.parametrize("family", ["cross-encoder", "bi-encoder", "monot5", "twolar", "rankt5",
+@pytest.mark.parametrize("family", ["cross-encoder", "bi-encoder", "lightning-ir", "monot5",
+                                    "twolar", "rankt5",
                                     "rankllama", "yes-no", "llm-listwise", "llm-pointwise",
                                     "pe-rank", "bm25", "fusion"])
 def test_family_through_the_protocol(family, specs):
@@ -136,28 +140,36 @@ def test_keep_policy_and_missing_query_and_empty_run(specs):
 
 def test_bm25_scores_the_candidates_among_themselves():
     import bm25s
+    import Stemmer
 
     from rankstack.retrieve.bm25 import TOKEN_PATTERN
 
-    rr = load_reranker({"family": "bm25", "settings": {"k1": 1.2, "b": 0.75}})
-    run = make_run()
-    out = rr.rerank(run, QUERIES, DOCS, depth=None)
-    # the capital-of-France query puts the passage about Paris first
-    assert out["q2"].doc_ids[0] == "d1"
-    # scores equal a bm25s index built over exactly q2's candidates
-    ids = run["q2"].doc_ids
-    import Stemmer
-
     stem = Stemmer.Stemmer("english")
-    corpus = bm25s.tokenize([DOCS[i].text for i in ids], token_pattern=TOKEN_PATTERN,
-                            stopwords="en", stemmer=stem, return_ids=False, show_progress=False)
-    ref = bm25s.BM25(k1=1.2, b=0.75)
-    ref.index(corpus, show_progress=False)
-    q = bm25s.tokenize(["capital of France"], token_pattern=TOKEN_PATTERN, stopwords="en",
-                       stemmer=stem, return_ids=False, show_progress=False)[0]
-    expected = dict(zip(ids, ref.get_scores(list(q)), strict=True))
-    got = out["q2"].scores()
-    assert all(got[i] == pytest.approx(float(expected[i]), abs=1e-5) for i in ids)
+
+    def reference(collection: list[str]) -> dict[str, float]:
+        corpus = bm25s.tokenize([DOCS[i].text for i in collection], token_pattern=TOKEN_PATTERN,
+                                stopwords="en", stemmer=stem, return_ids=False,
+                                show_progress=False)
+        ref = bm25s.BM25(k1=1.2, b=0.75)
+        ref.index(corpus, show_progress=False)
+        q = bm25s.tokenize(["capital of France"], token_pattern=TOKEN_PATTERN, stopwords="en",
+                           stemmer=stem, return_ids=False, show_progress=False)[0]
+        return dict(zip(collection, ref.get_scores(list(q)), strict=True))
+
+    run = make_run()
+    ids = run["q2"].doc_ids
+    pooled = list(dict.fromkeys(run["q1"].doc_ids + run["q2"].doc_ids))
+    for stats, collection in (("query", ids), ("run", pooled)):
+        rr = load_reranker({"family": "bm25", "settings": {"k1": 1.2, "b": 0.75,
+                                                            "stats": stats}})
+        out = rr.rerank(run, QUERIES, DOCS, depth=None)
+        # the capital-of-France query puts the passage about Paris first
+        assert out["q2"].doc_ids[0] == "d1"
+        # scores equal a bm25s index over q2's candidates / over every candidate of the run
+        expected = reference(collection)
+        got = out["q2"].scores()
+        assert all(got[i] == pytest.approx(float(expected[i]), abs=1e-5) for i in ids)
+        assert rr.journal_identity()["stats"] == stats
     # a query with no term among the candidates: all scores tie at 0, counted
     out = rr.rerank(make_run(), {**QUERIES, "q1": Query("q1", "zebra")}, DOCS, depth=3)
     assert rr.last_report.ties == 3
@@ -252,3 +264,215 @@ def test_ties_are_counted(tiny_bert_dir):
                         "settings": {"dtype": "fp32"}})
     rr.rerank(run, QUERIES, docs)
     assert rr.last_report.ties == 2 and "tied scores 2" in rr.last_report.summary()
+
+
+def test_yes_no_scorer_and_llm_pointwise_pick_the_same_answer_token(tiny_chat_llama):
+    """One answer-token rule: the same model and prompt score the same through the yes-no
+    scorer family and the LLM pointwise re-ranker (log-odds = logit difference)."""
+    from rankstack.llm import PointwiseLLMReranker, load_backend
+    from rankstack.llm.templates import load_template
+
+    t = load_template("yesno")
+    user = t.render_pointwise("{query}", "{doc}", chat=True)[-1]["content"]
+    scorer = load_reranker({"family": "yes-no", "model": str(tiny_chat_llama),
+                            "settings": {"template": user, "chat": True, "dtype": "fp32",
+                                         "doc_length": 64}})
+    llm = PointwiseLLMReranker(load_backend("hf", str(tiny_chat_llama)), t,
+                               max_passage_tokens=64, show_progress=False)
+    run = make_run()
+    a = scorer.rerank(run, QUERIES, DOCS, depth=3)
+    b = llm.rerank(run, QUERIES, DOCS, depth=3)
+    assert scorer.last_report.passages_truncated == llm.last_report.passages_truncated == 0
+    for q in run:
+        for d in run[q].doc_ids[:3]:
+            assert a[q].scores()[d] == pytest.approx(b[q].scores()[d], abs=1e-4)
+
+
+def test_answer_rule_after_space_colon_and_newline(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    from rankstack.rerank.answer import answer_text, answer_tokens, drop_tail
+
+    assert answer_text("Answer:", "Yes") == " Yes"
+    assert answer_text("assistant\n", "Yes") == "Yes"
+    assert answer_text("Answer: ", "Yes") == "Yes"
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+
+    def enc(t):
+        return tok(t, add_special_tokens=False)["input_ids"]
+
+    yes_piece = tok.convert_tokens_to_ids("▁Yes")
+    ids, tail = answer_tokens(enc, "Does it? Answer:", ["Yes", "No"], "t")
+    assert ids[0] == yes_piece and tail == []
+    # a trailing space merges into the answer: it is the tail, dropped from the prompt
+    ids2, tail2 = answer_tokens(enc, "Does it? Answer: ", ["Yes", "No"], "t")
+    assert ids2 == ids and tail2 and drop_tail(enc("Does it? Answer: "), tail2, "t") == \
+        enc("Does it? Answer:")
+
+
+def test_pipeline_bm25_cross_encoder_llm_listwise_stages(tmp_path, tiny_bert_dir,
+                                                          tiny_chat_llama, dl19):
+    """A pipeline YAML with a BM25 stage, a cross-encoder stage and an llm-listwise stage
+    runs and evaluates; each stage's report (budgets, usage) is written in its meta."""
+    import yaml
+
+    from rankstack.cli import main
+
+    cfg = {
+        "name": "three-stage", "dataset": "dl19", "output_dir": str(tmp_path / "pl"),
+        "queries": {"limit": 2},
+        "retrieve": {"bm25": {"corpus": "dataset", "k": 8, "backend": "numpy"}, "depth": 8},
+        "rerank": [
+            {"name": "ce", "family": "cross-encoder", "model": str(tiny_bert_dir), "depth": 8,
+             "settings": {"dtype": "fp32", "threads": 1}},
+            {"name": "llm", "family": "llm-listwise", "backend": "hf",
+             "model": str(tiny_chat_llama), "depth": 4,
+             "settings": {"window": 4, "stride": 2, "max_passage_tokens": 12,
+                          "cache_dir": str(tmp_path / "cache")}},
+        ],
+        "evaluate": {"measures": ["nDCG@10"]},
+    }
+    path = tmp_path / "pl.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["pipeline", "--config", str(path), "--no-progress"]) == 0
+    ev = json.loads((tmp_path / "pl" / "evaluation.json").read_text())
+    assert set(ev) == {"retrieve", "ce", "llm"}
+    assert all(0 <= ev[s]["aggregates"]["nDCG@10"] <= 1 for s in ev)
+    meta = json.loads((tmp_path / "pl" / "llm.meta.json").read_text())
+    assert meta["report"]["mode"] == "listwise" and meta["report"]["total"]["calls"] == 2
+    assert meta["report"]["budgets"]["max_passage_tokens"] == 12
+    ce = json.loads((tmp_path / "pl" / "ce.meta.json").read_text())["report"]
+    assert ce["pairs_scored"] == 16 and "doc_length" in ce["budgets"]
+    # a bad family in any stage fails before the first stage runs
+    cfg["rerank"][1]["family"] = "llm-listwize"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["pipeline", "--config", str(path), "--no-progress", "--force"]) == 2
+
+
+def test_serve_an_llm_listwise_model(tiny_chat_llama):
+    """``serve`` builds any family from the spec; a listwise LLM re-ranks each request."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rankstack.serve.app import create_app
+
+    rr = load_reranker({"family": "llm-listwise", "backend": "hf", "model": str(tiny_chat_llama),
+                        "settings": {"window": 3, "stride": 1, "max_passage_tokens": 12,
+                                     "show_progress": False}})
+    with TestClient(create_app(rr)) as client:
+        assert client.get("/health").json()["model"] == rr.name
+        passages = [DOCS[f"d{i}"].text for i in range(4)]
+        r = client.post("/rerank", json={"query": "what do cats eat", "passages": passages})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["score_kind"] == "rank" and body["model"] == rr.name
+        assert sorted(h["index"] for h in body["results"]) == [0, 1, 2, 3]
+        assert [h["rank"] for h in body["results"]] == [1, 2, 3, 4]
+        # the same order the protocol gives for that query as a one-query run
+        run = Run({"request": Ranking.from_order("request", ["0", "1", "2", "3"], "x")}, "x")
+        docs = {str(i): Doc(str(i), t) for i, t in enumerate(passages)}
+        ref = rr.rerank(run, {"request": "what do cats eat"}, docs, depth=None)
+        assert [h["id"] for h in body["results"]] == ref["request"].doc_ids
+        assert rr.last_report.total.calls == 2  # windows (1, 4), (0, 3)
+
+
+def test_serve_cli_builds_pe_rank_from_the_spec(tiny_llama_dir, tiny_bert_dir, monkeypatch):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    import rankstack.serve.server as server
+    from rankstack.cli import main
+
+    seen = {}
+
+    def fake_serve_forever(app, host, port, log_level="info"):  # the network part only
+        with TestClient(app) as client:
+            seen["health"] = client.get("/health").json()
+            seen["rerank"] = client.post("/rerank", json={
+                "query": "capital of France", "passages": [TEXTS[1], TEXTS[6], TEXTS[0]]}).json()
+
+    monkeypatch.setattr(server, "serve_forever", fake_serve_forever)
+    rc = main(["serve", "--family", "pe-rank", "--model", str(tiny_llama_dir),
+               "--set", f"embedder={tiny_bert_dir}", "--set", "max_passage_tokens=16",
+               "--set", "window=2", "--set", "stride=1"])
+    assert rc == 0
+    assert seen["health"]["model"].startswith("pe-rank:")
+    assert len(seen["rerank"]["results"]) == 3
+
+
+def test_rerank_cli_takes_one_spec_and_writes_the_report_beside_the_run(tmp_path, dl19,
+                                                                        tiny_bert_dir, capsys):
+    import yaml
+
+    from rankstack.cli import main
+    from rankstack.io import read_run
+
+    out = tmp_path / "bm25.run"
+    assert main(["rerank", "--family", "bm25", "--set", "k1=1.2", "--candidates", "dl19",
+                 "--depth", "5", "--max-queries", "2", "--out", str(out), "--no-progress"]) == 0
+    run = read_run(out)
+    assert len(run) == 2 and all(len(r) == 100 for r in run.values())
+    rep = json.loads((tmp_path / "bm25.run.report.json").read_text())
+    assert rep["pairs_scored"] == 10 and rep["settings"]["spec"]["settings"]["k1"] == 1.2
+    assert "nDCG@10" in rep["notes"] and "tied scores" in capsys.readouterr().err
+    # a fused re-ranker as a whole spec in a --config file
+    cfg = tmp_path / "fused.yaml"
+    cfg.write_text(yaml.safe_dump({"reranker": {
+        "family": "fusion", "settings": {"method": "rrf", "include_candidates": True},
+        "members": [{"family": "cross-encoder", "model": str(tiny_bert_dir),
+                     "settings": {"dtype": "fp32", "doc_length": 4}}]},
+        "candidates": "dl19", "depth": 5, "max_queries": 2, "out": str(tmp_path / "f.run")}))
+    assert main(["rerank", "--config", str(cfg), "--no-progress"]) == 0
+    rep = json.loads((tmp_path / "f.run.report.json").read_text())
+    assert rep["mode"] == "fusion" and rep["members"][0]["budgets"]["doc_length"] == 4
+    assert rep["passages_truncated"] == rep["members"][0]["passages_truncated"] > 0
+    # bad spec: exit 2 before any model work
+    assert main(["rerank", "--family", "bm25", "--set", "k9=1", "--candidates", "dl19",
+                 "--out", str(tmp_path / "x.run")]) == 2
+    assert "k9" in capsys.readouterr().err
+
+
+def test_teach_cli_with_an_llm_teacher_spec_and_a_fused_teacher(tmp_path, tiny_chat_llama,
+                                                                tiny_bert_dir, caplog):
+    import yaml
+
+    from rankstack.cli import main
+    from rankstack.io import read_run, write_corpus, write_run, write_topics
+
+    write_topics(QUERIES, tmp_path / "topics.tsv")
+    write_corpus(DOCS.values(), tmp_path / "corpus.jsonl")
+    write_run(make_run(), tmp_path / "a.run")
+    cfg = {"runs": [str(tmp_path / "a.run")], "topics": [str(tmp_path / "topics.tsv")],
+           "corpus": [str(tmp_path / "corpus.jsonl")], "depth": 4, "no_progress": True,
+           "teacher": {"family": "llm-listwise", "backend": "hf", "model": str(tiny_chat_llama),
+                       "settings": {"window": 3, "stride": 1, "max_passage_tokens": 10,
+                                    "cache_dir": str(tmp_path / "cache")}},
+           "out": str(tmp_path / "teacher.run")}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+    with caplog.at_level("WARNING"):
+        assert main(["teach", "--config", str(tmp_path / "t.yaml")]) == 0
+    # one truncation warning for the job (summed over its chunks), not one per query
+    cut = [r for r in caplog.records if "truncated to the token budget" in r.getMessage()]
+    assert len(cut) == 1 and "max_passage_tokens=10" in cut[0].getMessage()
+    prov = json.loads((tmp_path / "teacher.run.provenance.json").read_text())
+    rep = prov["teacher_report_this_invocation"]
+    assert rep["mode"] == "listwise" and rep["total"]["calls"] == 2 * 2  # 2 windows x 2 queries
+    assert prov["config"]["teacher"]["family"] == "llm-listwise"
+    teacher = read_run(tmp_path / "teacher.run")
+    assert sorted(teacher["q1"].doc_ids) == ["d0", "d1", "d2", "d3"]  # the whole pool ranked
+    # the same job again: every window is a cache hit, no LLM call
+    (tmp_path / "teacher.run").unlink()
+    assert main(["teach", "--config", str(tmp_path / "t.yaml")]) == 0
+    rep = json.loads((tmp_path / "teacher.run.provenance.json").read_text())[
+        "teacher_report_this_invocation"]
+    assert rep["total"]["calls"] == 0 and rep["total"]["cache_hits"] == 4
+    # a fused teacher: the LLM and a cross-encoder, RRF
+    cfg["teacher"] = {"family": "fusion", "members": [
+        cfg["teacher"], {"family": "cross-encoder", "model": str(tiny_bert_dir),
+                         "settings": {"dtype": "fp32"}}]}
+    cfg["out"] = str(tmp_path / "fused.run")
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["teach", "--config", str(tmp_path / "f.yaml")]) == 0
+    prov = json.loads((tmp_path / "fused.run.provenance.json").read_text())
+    assert prov["teacher"].startswith("rrf(llm-listwise:hf:")
+    assert prov["teacher_report_this_invocation"]["total"]["cache_hits"] == 4

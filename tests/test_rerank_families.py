@@ -85,15 +85,22 @@ def expected_t5(family, path, queries, passages):
     return (lg[:, 0] - lg[:, 1]).numpy()
 
 
-def expected_rankllama(path, queries, passages):
+def expected_rankllama(path, queries, passages, append_eos=False, doc_length=161):
     tok = transformers.AutoTokenizer.from_pretrained(path)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(path).eval()
     model.config.pad_token_id = None  # one unpadded row: pool at the very last token
     out = []
     for q, d in zip(queries, passages, strict=True):
-        # the model card's call: tokenizer(f'query: {q}', f'document: {d}</s>')
-        ids = tok(f"query: {q}", f"document: {d}").input_ids + [tok.eos_token_id]
-        assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 2
+        # tevatron examples/rankllama/data.py (RerankerInferencePreProcessor + Dataset):
+        # [bos] encode('query: ' + q)[:32] [bos] encode('document: ' + d)[:164 - 3], no </s>;
+        # append_eos: the model card's tokenizer(f'query: {q}', f'document: {d}</s>')
+        qi = tok.encode(f"query: {q}", add_special_tokens=False, max_length=32, truncation=True)
+        di = tok.encode(f"document: {d}", add_special_tokens=False, max_length=doc_length,
+                        truncation=True)
+        ids = [tok.bos_token_id, *qi, tok.bos_token_id, *di]
+        if append_eos:
+            ids.append(tok.eos_token_id)
+            assert ids == tok(f"query: {q}", f"document: {d}").input_ids + [tok.eos_token_id]
         with torch.no_grad():  # one row, no padding: the last token is the real last token
             out.append(model(input_ids=torch.tensor([ids])).logits[0, 0].item())
     return np.array(out)
@@ -216,8 +223,10 @@ def test_truncation_keeps_the_query_and_cuts_the_passage(family, paths):
     got = s.score_pairs([q, q], [long_doc, "cats eat"])
     assert s.counts.passages == 1 and s.counts.queries == 0
     kept = " ".join(long_doc.split()[:7])
-    np.testing.assert_allclose(got, expected(family, paths[family], [q, q], [kept, "cats eat"]),
-                               atol=1e-5, rtol=1e-5)
+    want = (expected_rankllama(paths[family], [q, q], [long_doc, "cats eat"], doc_length=7)
+            if family == "rankllama"  # tevatron's budget counts the "document: " prefix
+            else expected(family, paths[family], [q, q], [kept, "cats eat"]))
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
     # max_length binds before doc_length: the passage gives up tokens, the query stays whole
     s = load(family, paths[family], max_length=40, batch_size=2)
@@ -230,8 +239,9 @@ def test_truncation_keeps_the_query_and_cuts_the_passage(family, paths):
     if tail:  # the template's end survives the cut
         assert text.replace("</s>", "").rstrip().endswith(tail)
 
-    # an over-long query is cut to its own budget, never the template
-    s = load(family, paths[family], query_length=3)
+    # an over-long query is cut to its own budget, never the template (RankLLaMA: tevatron's
+    # query budget includes the "query: " prefix)
+    s = load(family, paths[family], query_length=3 + (family == "rankllama") * 2)
     enc = s._encode(["what do cats eat food today"], ["dogs"])[0]
     text = s.tokenizer.decode(enc.input_ids)
     assert "what do cats" in text and "eat food today" not in text
@@ -243,10 +253,11 @@ def test_rankllama_pad_id_never_ends_a_row(tiny_llama_cls_dir, tmp_path):
 
     # tokenizer whose pad token is </s>: padding with it would pool one token early
     p = make_tiny_llama(tmp_path / "pad-eos", head="seq-cls", pad_token="</s>")
-    s = load("rankllama", p, batch_size=8)
+    s = load("rankllama", p, batch_size=8, append_eos=True)
     assert s.pad_token_id != s.tokenizer.eos_token_id
     np.testing.assert_allclose(s.score_pairs(QUERIES, PASSAGES),
-                               expected_rankllama(p, QUERIES, PASSAGES), atol=1e-5)
+                               expected_rankllama(p, QUERIES, PASSAGES, append_eos=True),
+                               atol=1e-5)
 
     # without the eos suffix a passage may end in the pad id: that batch is padded otherwise
     s = load("rankllama", tiny_llama_cls_dir, append_eos=False, batch_size=8)

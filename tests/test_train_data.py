@@ -93,8 +93,8 @@ def test_single_relevant(data):
             if g.query_id == "q1":
                 positives.add(g.doc_ids[0])
     assert positives == {"a2", "a5"}  # the positive is sampled among the relevant ones
-    # min_relevance=2: a5 (grade 1) is now a possible negative, a2 the only positive
-    b2 = build(data, strategy="single_relevant", min_relevance=2)
+    # binary_rel=2: a5 (grade 1) is now a possible negative, a2 the only positive
+    b2 = build(data, strategy="single_relevant", binary_rel=2)
     seen = set()
     for epoch in range(12):
         g = by_qid(b2, epoch)["q1"]
@@ -209,8 +209,8 @@ def test_config_errors(data):
         build(data, n_docs=1)
     with pytest.raises(ConfigError, match="strategy"):
         build(data, strategy="hardest")
-    with pytest.raises(ConfigError, match="min_relevance"):
-        build(data, min_relevance=0)
+    with pytest.raises(ConfigError, match="binary_rel"):
+        build(data, binary_rel=0)
     with pytest.raises(ConfigError, match="on_missing_doc"):
         build(data, on_missing_doc="ignore")
     with pytest.raises(ConfigError, match="depth"):

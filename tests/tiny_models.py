@@ -240,6 +240,12 @@ def tiny_llama_cls_dir(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama-cls"), head="seq-cls")
 
 
+@pytest.fixture(scope="session")
+def tiny_lightning_ir_dir(tmp_path_factory) -> Path:
+    """A lightning-ir monoELECTRA-layout cross-encoder (scoring_strategy rank)."""
+    return make_tiny_lightning_ir(tmp_path_factory.mktemp("tiny-lightning-ir"))
+
+
 #: A minimal chat template for the tiny Llama (role line, content, </s>).
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
@@ -257,3 +263,41 @@ def tiny_chat_llama(tmp_path_factory) -> Path:
     tok.chat_template = CHAT_TEMPLATE
     tok.save_pretrained(path)
     return path
+
+
+def make_tiny_lightning_ir(path: str | os.PathLike[str], scoring_strategy: str = "rank",
+                           pooling_strategy: str = "first", query_length: int = 8,
+                           doc_length: int = 24) -> Path:
+    """A lightning-ir cross-encoder checkpoint (``MonoElectraModel`` layout) + MiniLM tokenizer.
+
+    The layout lightning-ir's ``save_pretrained`` writes (checked against lightning-ir 0.0.6):
+    ``config.json`` with ``"model_type": "mono"``, ``"backbone_model_type": "electra"``, its
+    own keys (``query_length``, ``doc_length``, ``pooling_strategy``, ``linear_bias``,
+    ``scoring_strategy``) beside the ELECTRA ones, and ``model.safetensors`` holding the
+    backbone's weights without a prefix plus ``linear.weight``.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import ElectraConfig, ElectraModel
+
+    tok = minilm_tokenizer()
+    _seed()
+    cfg = ElectraConfig(vocab_size=tok.vocab_size, embedding_size=32, hidden_size=32,
+                        num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=512, initializer_range=0.2)
+    backbone = ElectraModel(cfg).eval()
+    n_out = 2 if scoring_strategy == "mono" else 1
+    linear = torch.nn.Linear(32, n_out, bias=False)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in backbone.state_dict().items()}
+    state["linear.weight"] = linear.weight.detach().contiguous()
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    d = cfg.to_dict()
+    d.update({"model_type": "mono", "backbone_model_type": "electra",
+              "architectures": ["MonoElectraModel"], "query_length": query_length,
+              "doc_length": doc_length, "pooling_strategy": pooling_strategy,
+              "linear_bias": False, "scoring_strategy": scoring_strategy})
+    (out / "config.json").write_text(json.dumps(d, indent=2), encoding="utf-8")
+    tok.save_pretrained(out)
+    return out

@@ -27,6 +27,8 @@ _LAZY: dict[str, str] = {
     "DenseIndex": "rankstack.retrieve.dense",
     "fuse": "rankstack.retrieve.fusion",
     "Reranker": "rankstack.rerank.reranker",
+    "load_reranker": "rankstack.rerank.spec",
+    "RunReranker": "rankstack.rerank.base",
     "Evaluator": "rankstack.evaluate.evaluator",
     "teach": "rankstack.distill.teach",
     "pool_candidates": "rankstack.distill.teach",

@@ -66,17 +66,24 @@ def key_lines(path: str | os.PathLike[str]) -> dict[str, int]:
 
 def parse_setting(text: str, option: str = "--setting") -> tuple[str, Any]:
     """``KEY=VALUE`` -> ``(key, value)``; the value is read as YAML (``3`` is an int, ``[a, b]``
-    a list, ``true`` a bool); dashes in the key become underscores. ConfigError otherwise."""
+    a list, ``{a: 1}`` a mapping, ``true`` a bool), except that text which YAML would read as a
+    block mapping (``query: ``) stays text; dashes in the key become underscores."""
     if not isinstance(text, str):
         raise ConfigError(f"{option}: expected KEY=VALUE, got {text!r}")
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key:
         raise ConfigError(f"{option}: expected KEY=VALUE, got {text!r}")
+    flow = value.strip().startswith(("{", "["))
     try:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{option} {key}: value {value!r} is not valid YAML: {exc}") from None
+        if flow:
+            raise ConfigError(f"{option} {key}: value {value!r} is not valid YAML: "
+                              f"{exc}") from None
+        parsed = value
+    if isinstance(parsed, dict) and not flow:  # "query: " is a prefix text, not a mapping
+        parsed = value
     return key.replace("-", "_"), parsed
 
 

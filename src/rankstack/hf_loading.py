@@ -122,6 +122,27 @@ def check_model_path(model: str) -> str:
     return model
 
 
+def model_file(model: str, filename: str) -> pathlib.Path | None:
+    """A file of a model repository (``1_Pooling/config.json``, ...), or None when it has none.
+
+    Works for ``bundled:`` ids, local directories and hub names (from the local cache; online,
+    fetched like the weights). Never raises for a missing file or an unreachable hub.
+    """
+    path = check_model_path(model)
+    local = pathlib.Path(path)
+    if local.is_dir():
+        f = local / filename
+        return f if f.is_file() else None
+    try:
+        from transformers.utils import cached_file
+
+        found = cached_file(path, filename, _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+    except (OSError, ValueError):
+        return None
+    return pathlib.Path(found) if found else None
+
+
 def load_pretrained(auto_cls: Any, model: str, **kwargs: Any) -> Any:
     """``auto_cls.from_pretrained(model, **kwargs)`` with clear errors: a missing local path,
     or a hub name that cannot be fetched (offline: set the path to a local copy)."""
@@ -174,6 +195,7 @@ __all__ = [
     "load_model",
     "load_pretrained",
     "load_tokenizer",
+    "model_file",
     "normalize_dtype",
     "resolve_dtype",
 ]

@@ -91,8 +91,10 @@ class PipelineResult:
         from rich.table import Table
 
         t = Table(title=f"pipeline {self.name} ({self.n_queries} queries)")
-        for col in ("stage", "key", "cached", "seconds", "queries", "pairs", *self.measures):
-            t.add_column(col, justify="left" if col in ("stage", "key") else "right")
+        from rankstack.tables import add_columns
+
+        add_columns(t, ("stage", "key", "cached", "seconds", "queries", "pairs", *self.measures),
+                    text=("stage", "key"))
         for s in self.stages:
             t.add_row(s.name, s.key, "yes" if s.cached else "no", f"{s.seconds:.1f}",
                       str(s.n_queries), str(s.n_pairs),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from rankstack.errors import InputError
 
@@ -113,6 +114,106 @@ class Ranking:
     def top(self, k: int | None) -> Ranking:
         docs = self.docs if k is None else self.docs[:k]
         return Ranking(self.query_id, list(docs), self.scorer)
+
+
+_UNSET = object()
+
+
+class ArrayRanking(Ranking):
+    """A :class:`Ranking` backed by two arrays already in :func:`rank_key` order.
+
+    Made by producers of many rankings (BM25 search) so no per-hit Python object exists on
+    their hot path: ``len``, ``doc_ids``, ``scores()`` and ``top()`` read the arrays, and the
+    :class:`ScoredDoc` list is built the first time ``.docs`` is read (from then on it is
+    the ranking, as in a plain Ranking: mutating it works as before). Compares equal to a
+    plain Ranking with the same query, docs and scorer.
+    """
+
+    __slots__ = ("_ids", "_scores", "_docs")
+
+    def __init__(self, query_id: str, docs: list[ScoredDoc] | None = None,
+                 scorer: str = "unknown") -> None:
+        # Same signature as Ranking (dataclasses.replace, copy); from_arrays is the fast path.
+        self._ids = self._scores = None
+        self._docs = _UNSET
+        Ranking.__init__(self, query_id, list(docs or []), scorer)
+
+    @classmethod
+    def from_arrays(cls, query_id: str, ids: Any, scores: Any, scorer: str) -> ArrayRanking:
+        """Trusted constructor: ``ids`` (array of str) and ``scores`` (array of finite floats)
+        must already be distinct and in rank_key order; nothing is checked or sorted."""
+        r = cls.__new__(cls)
+        r.query_id, r.scorer = query_id, scorer
+        r._ids, r._scores, r._docs = ids, scores, _UNSET
+        return r
+
+    @property  # type: ignore[override]
+    def docs(self) -> list[ScoredDoc]:
+        if self._docs is _UNSET:
+            ids = _tolist(self._ids) if self._ids is not None else []
+            scores = _tolist(self._scores) if self._scores is not None else []
+            self._docs = list(map(ScoredDoc, ids, map(float, scores)))
+            self._ids = self._scores = None
+        return self._docs  # type: ignore[return-value]
+
+    @docs.setter
+    def docs(self, value: list[ScoredDoc]) -> None:
+        self._docs = value
+        self._ids = self._scores = None
+
+    @property
+    def materialized(self) -> bool:
+        """True once the ScoredDoc list exists (``.docs`` was read or set)."""
+        return self._docs is not _UNSET
+
+    def __len__(self) -> int:
+        return len(self._ids) if self._docs is _UNSET and self._ids is not None \
+            else len(self.docs)
+
+    @property
+    def doc_ids(self) -> list[str]:
+        if self._docs is _UNSET and self._ids is not None:
+            return _tolist(self._ids)
+        return [d.doc_id for d in self.docs]
+
+    def scores(self) -> dict[str, float]:
+        if self._docs is _UNSET and self._ids is not None:
+            return dict(zip(_tolist(self._ids), map(float, _tolist(self._scores)), strict=True))
+        return {d.doc_id: d.score for d in self.docs}
+
+    def top(self, k: int | None) -> Ranking:
+        if self._docs is _UNSET and self._ids is not None:
+            sl = slice(None) if k is None else slice(0, max(k, 0))
+            return ArrayRanking.from_arrays(self.query_id, self._ids[sl], self._scores[sl],
+                                            self.scorer)
+        return Ranking.top(self, k)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Ranking):
+            return NotImplemented
+        if (self.query_id, self.scorer) != (other.query_id, other.scorer):
+            return False
+        if isinstance(other, ArrayRanking) and not (self.materialized or other.materialized):
+            return (self.doc_ids == other.doc_ids
+                    and list(map(float, _tolist(self._scores)))
+                    == list(map(float, _tolist(other._scores))))
+        return self.docs == other.docs
+
+    __hash__ = None  # type: ignore[assignment]  # like Ranking (a mutable dataclass)
+
+    def __repr__(self) -> str:
+        return f"ArrayRanking(query_id={self.query_id!r}, docs={self.docs!r}, " \
+               f"scorer={self.scorer!r})"
+
+    def __reduce__(self):
+        if self._docs is _UNSET and self._ids is not None:
+            return (ArrayRanking.from_arrays, (self.query_id, self._ids, self._scores,
+                                               self.scorer))
+        return (ArrayRanking, (self.query_id, self.docs, self.scorer))
+
+
+def _tolist(a: Any) -> list:
+    return a.tolist() if hasattr(a, "tolist") else list(a)
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@ passages from a mix of them.
 Precedence, the same for every command and option that takes "a dataset or a file":
 
 1. ``irds:<id>`` is an ir_datasets dataset.
-2. A path that exists is that file: ``.json`` / ``.json.gz`` is rank_llm retrieve-results JSON
+2. A path that exists is that file (a directory with a dataset's name does not count): ``.json`` / ``.json.gz`` is rank_llm retrieve-results JSON
    (candidates with query and passage text); any other file is read in the format the option
    expects (TREC run, topics ``qid<TAB>text``, TREC qrels, JSONL/TSV corpus). A directory is
    an error (an input file is expected).
@@ -38,6 +38,8 @@ def classify(arg: str | os.PathLike[str], what: str = "input") -> Kind:
     s = os.fspath(arg)
     if s.startswith("irds:"):
         return "irds"
+    if os.path.isdir(s) and s in DATASETS:  # e.g. an output directory named like a dataset
+        return "dataset"
     if os.path.exists(s):
         check_input_file(s, what)
         return "json" if s.endswith(_JSON) else "file"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rankstack.cli._common import add_config_arg
+from rankstack.cli._common import add_config_arg, say
 
 TEST_CHOICES = {"t": ["t"], "perm": ["perm"], "both": ["t", "perm"]}
 
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
         with atomic_write(args.markdown) as fh:
             fh.write(result.markdown())
-        print(f"wrote {args.markdown}")
+        say(f"wrote {args.markdown}")
     print(f"Pareto front ({result.measure} vs p50 latency): {', '.join(front) or '-'}")
-    print(f"wrote {json_path}, {plot_path} and the runs under {out / 'runs'}")
+    say(f"wrote {json_path}, {plot_path} and the runs under {out / 'runs'}")
     return 0

@@ -56,7 +56,8 @@ _RENAMED = {"min_relevance": "binary_rel", "min_grade": "binary_rel"}
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("fit", help="train a cross-encoder student from a YAML config")
+    p = sub.add_parser("fit", help="train a cross-encoder student (or, with task: pe-rank, a "
+                                   "PE-Rank stage) from a YAML config")
     p.add_argument("--config", action="append", default=[], metavar="YAML", required=True,
                    help="training config (repeatable; later files override earlier)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -74,9 +75,29 @@ def _schemas():
             from_dataclass(DataConfig, "the 'data' section of 'rankstack fit'"))
 
 
-def _validate(data: dict[str, Any], origin: str, lines: dict[str, int]) -> dict[str, Any]:
+TASKS = ("cross-encoder", "pe-rank")
+
+
+def _task(docs: list[Any]) -> str:
+    """The config's ``task`` (the last file naming one wins; default ``cross-encoder``)."""
+    task = "cross-encoder"
+    for d in docs:
+        if isinstance(d, dict) and "task" in d:
+            task = d["task"]
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
+    return task
+
+
+def _validate(data: dict[str, Any], origin: str, lines: dict[str, int],
+              task: str = "cross-encoder") -> dict[str, Any]:
+    if task == "pe-rank":  # PE-Rank stages: their own sections (rankstack.llm.pe_rank.fit)
+        from rankstack.llm.pe_rank.fit import validate_config
+
+        return validate_config(data, origin, lines)
     train_schema, data_schema = _schemas()
     top = dict(data)
+    top.pop("task", None)
     section = top.pop("data", None)
     out = train_schema.validate(top, origin, lines)
     if section is not None:
@@ -94,11 +115,13 @@ def _validate(data: dict[str, Any], origin: str, lines: dict[str, int]) -> dict[
 def resolve(paths: list[str], sets: list[str]) -> dict[str, Any]:
     """Stack the YAML files (each validated), then the ``--set`` overrides (validated too)."""
     cfg: dict[str, Any] = {}
-    for p in paths:
-        cfg = merge(cfg, _validate(load_yaml(p), str(p), key_lines(p)))
-    if sets:
-        over = apply_overrides({}, sets)
-        cfg = merge(cfg, _validate(over, "--set", {}))
+    docs = [load_yaml(p) for p in paths]
+    over = apply_overrides({}, sets) if sets else None
+    task = _task([*docs, over])
+    for p, d in zip(paths, docs, strict=True):
+        cfg = merge(cfg, _validate(d, str(p), key_lines(p), task))
+    if over is not None:
+        cfg = merge(cfg, _validate(over, "--set", {}, task))
     return cfg
 
 
@@ -131,11 +154,9 @@ def build_groups(data: dict[str, Any], group_size: int, seed: int):
             cands = src.runs[0]
         else:
             cands = load_run_arg(c, "data.candidates")
-        rel = data.get("binary_rel")
-        rel = rel if rel is not None else (qrels.binary_rel or 1)
         return QrelsGroupBuilder(src.queries, src.docs, qrels, cands,
                                  strategy=data.get("strategy") or "single_relevant",
-                                 min_relevance=rel, depth=data.get("depth"), **common)
+                                 binary_rel=data.get("binary_rel"), depth=data.get("depth"), **common)
     raise ConfigError("the data section needs teacher_run (distillation) or qrels (+ candidates)")
 
 
@@ -158,6 +179,22 @@ def run(args: argparse.Namespace) -> int:
     from rankstack.train.fit import TrainConfig, fit
 
     cfg = resolve(args.config, args.set)
+    task = cfg.get("task", "cross-encoder")
+    if task == "pe-rank":  # both PE-Rank stages on the same trainer (rankstack.llm.pe_rank.fit)
+        from rankstack.llm.pe_rank.fit import run_config
+
+        if args.devices is not None:
+            cfg["devices"] = int(args.devices) if str(args.devices).isdigit() else args.devices
+        if args.strategy is not None:
+            cfg["strategy"] = args.strategy
+        res = run_config(cfg)
+        say(f"model: {res.model_dir}  steps: {res.steps}  wall: {res.wall_time_s:.1f} s"
+              + (f"  resumed from {res.resumed_from}" if res.resumed_from else ""))
+        return 0
+    if task != "cross-encoder":
+        raise ConfigError(f"{', '.join(args.config)}: task must be 'cross-encoder' (default) "
+                          f"or 'pe-rank', not {task!r}")
+    cfg.pop("task", None)
     data = cfg.pop("data", None)
     if not isinstance(data, dict):
         raise ConfigError(f"{', '.join(args.config)}: missing 'data' section")

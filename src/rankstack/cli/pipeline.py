@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rankstack.cli._common import add_config_arg
+from rankstack.cli._common import add_config_arg, say
 
 
 def _yaml_value(text: str) -> Any:
@@ -59,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
         console = Console(width=160)
     console.print(result.table())
     cached = [s.name for s in result.stages if s.cached]
-    print(f"runs in {result.output_dir}; re-used: {', '.join(cached) or 'none'}; "
+    say(f"runs in {result.output_dir}; re-used: {', '.join(cached) or 'none'}; "
           f"computed: {', '.join(result.recomputed) or 'none'}")
     return 0

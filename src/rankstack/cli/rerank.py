@@ -10,20 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from rankstack.cli._common import add_config_arg
-
-
-def _setting(text: str) -> tuple[str, Any]:
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.replace("-", "_"), yaml.safe_load(value)
+from rankstack.cli._common import add_config_arg, say
+from rankstack.config import parse_settings, setting_arg
 
 
 def _yaml_value(text: str) -> Any:
@@ -73,7 +64,7 @@ def add_spec_args(p: argparse.ArgumentParser, *, what: str = "re-ranker") -> Non
     p.add_argument("--backend", default=None,
                    help="what runs the model: hf | gguf | openai (LLM families), torch | onnx "
                         "(encoder families)")
-    p.add_argument("--set", "--setting", dest="setting", type=_setting, action="append",
+    p.add_argument("--set", "--setting", dest="setting", type=setting_arg, action="append",
                    default=[], metavar="KEY=VALUE",
                    help="a family setting (repeatable), e.g. --set doc_length=256")
 
@@ -134,17 +125,8 @@ def spec_from_args(args: argparse.Namespace, *, base: Any = None) -> dict[str, A
     if getattr(args, "llm_alias", False) and "family" not in spec and "preset" not in spec:
         spec["family"] = f"llm-{args.mode}"
     settings = dict(spec.get("settings") or {})
-    items = getattr(args, "setting", None) or []
-    if isinstance(items, dict):  # from YAML: setting: {pooling: mean}
-        items = list(items.items())
-    for item in items:
-        if isinstance(item, str):
-            try:
-                item = _setting(item)
-            except argparse.ArgumentTypeError as exc:
-                raise ConfigError(str(exc)) from None
-        k, v = item
-        settings[str(k).replace("-", "_")] = v
+    # from the flags (KEY=VALUE) or YAML (setting: {pooling: mean} or a list of KEY=VALUE)
+    settings.update(parse_settings(getattr(args, "setting", None), "--set"))
     for key in SETTING_FLAGS:
         v = getattr(args, key, None)
         if v is not None:  # only what was asked: other families take other settings
@@ -176,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     reranker = load_reranker(spec)
     journal = Path(str(args.out) + ".journal.jsonl")
     if journal.exists():
-        print(f"resuming from {journal}", file=sys.stderr)
+        say(f"resuming from {journal}")
     try:
         result = reranker.rerank(ds.run, ds.queries, ds.docs, depth=args.depth,
                                  journal=journal, max_queries=args.max_queries)
@@ -196,8 +178,8 @@ def run(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         report.print_table(Console(stderr=True))
-    print(report.summary())
-    print(f"scores: {report.score_kind} from {report.model} -> {args.out} "
+    say(report.summary())
+    say(f"scores: {report.score_kind} from {report.model} -> {args.out} "
           f"(report: {args.out}.report.json)")
     return 0
 

@@ -39,6 +39,10 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="queries per batch (default 1024 for BM25, 64 for dense)")
     p.add_argument("--no-mmap", action="store_true", help="read the index into memory")
+    p.add_argument("--backend", choices=["auto", "numba", "numpy"], default=None,
+                   help="BM25 index: bm25s backend (default: the one the index was built with, "
+                        "from its manifest; auto = numba when installed). The numba kernel is "
+                        "compiled once and cached on disk, not per call")
     g = p.add_argument_group("dense index")
     g.add_argument("--dense", action="store_true",
                    help="insist on a dense index (optional: the kind comes from the manifest)")
@@ -80,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.index_dir)
     kind = manifest.get("format")
     if kind == DENSE_FORMAT:
+        if args.backend is not None:
+            raise ConfigError(f"--backend is a BM25 option, but {args.index_dir} is a dense "
+                              f"index")
         return run_dense(args)
     if kind != BM25_FORMAT:
         raise InputError(f"unknown index format {kind!r} (expected {BM25_FORMAT!r} or "
@@ -106,7 +113,7 @@ def run_bm25(args: argparse.Namespace) -> int:
 
     tag = args.run_tag or "bm25"
     queries = load_queries(args.queries)
-    index = BM25Index.load(args.index_dir, mmap=not args.no_mmap)
+    index = BM25Index.load(args.index_dir, mmap=not args.no_mmap, backend=args.backend)
     t0 = time.perf_counter()
     result = index.search(queries, k=args.k, n_threads=args.threads,
                           batch_size=args.batch_size or 1024, name=tag)
@@ -114,7 +121,7 @@ def run_bm25(args: argparse.Namespace) -> int:
     write_run(result, args.out, tag=tag)
     st = index.last_search_stats
     say(f"retrieved {result.n_pairs} (query, passage) pairs for {len(result)} queries "
-          f"(k={args.k}, {index.scorer}) in {dt:.2f}s -> {args.out}")
+        f"(k={args.k}, {index.scorer}, backend={index.backend}) in {dt:.2f}s -> {args.out}")
     if st.empty_rankings:
         say(f"  {st.empty_rankings} query(ies) got an empty ranking and have no lines in the "
               f"run: {len(st.empty_after_tokenizing)} with no tokens after stopwords "

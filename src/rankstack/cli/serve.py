@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rankstack.cli._common import add_config_arg
+from rankstack.cli._common import add_config_arg, say
 from rankstack.cli.rerank import _yaml_value, add_spec_args, spec_from_args
 
 
@@ -42,7 +42,10 @@ def add_parser(sub) -> None:
     p.add_argument("--max-text-chars", type=int, default=d.max_text_chars)
     p.add_argument("--max-query-chars", type=int, default=d.max_query_chars)
     p.add_argument("--max-k", type=int, default=d.max_k)
-    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes)
+    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
+                   help="larger bodies get 413, chunked ones as soon as the limit is passed")
+    p.add_argument("--request-timeout", type=float, default=d.request_timeout_s, metavar="S",
+                   help="seconds per request before it is cancelled with 504 (0 = no limit)")
     p.add_argument("--max-batch-pairs", type=int, default=d.max_batch_pairs,
                    help="micro-batching: most pairs in one model call")
     p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
@@ -113,10 +116,11 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, max_passages=args.max_passages,
         max_text_chars=args.max_text_chars, max_query_chars=args.max_query_chars,
         max_k=args.max_k, max_body_bytes=args.max_body_bytes,
+        request_timeout_s=args.request_timeout or None,
         max_batch_pairs=args.max_batch_pairs, max_wait_ms=args.max_wait_ms,
         max_batch_requests=1 if args.no_batching else None, token=token)
     if not is_loopback(args.host) and token is None:
-        print(f"warning: serving on {args.host} without a token: anyone who can reach it "
+        say(f"warning: serving on {args.host} without a token: anyone who can reach it "
               f"can use it (see --token-env)")
     if args.corpus and args.dataset:
         raise ConfigError("give --corpus or --dataset, not both")
@@ -138,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                        scorer=getattr(reranker, "scorer", None)) if args.index else None
     app = create_app(reranker, settings=settings, corpus=corpus, index=index,
                      index_name=getattr(index, "scorer", None) if index is not None else None)
-    print(f"serving {reranker.name} on http://{args.host}:{args.port} "
+    say(f"serving {reranker.name} on http://{args.host}:{args.port} "
           f"(docs at /docs, schema at /openapi.json)")
     serve_forever(app, args.host, args.port, log_level=args.log_level)
     return 0

@@ -30,7 +30,7 @@ from rankstack import __version__
 from rankstack.config import config_hash
 from rankstack.errors import ConfigError, InputError
 from rankstack.io import atomic_write, write_run
-from rankstack.io.journal import RankingJournal
+from rankstack.io.journal import RankingJournal, inputs_fingerprint
 from rankstack.records import Doc, Query, Ranking, Run
 from rankstack.rerank.report import RerankReport
 
@@ -133,13 +133,15 @@ def teach(
     out = Path(out)
     cfg = {"teacher": teacher_id, **(dict(config) if config else {})}
     chash = config_hash(cfg)
-    journal = RankingJournal(out.with_name(out.name + ".journal.jsonl"),
-                             {"rankstack_teach_journal": 1, "config_hash": chash,
-                              "teacher": teacher_id})
     missing_text = [q for q in candidates if q not in queries]
     if missing_text:
         raise InputError(f"{len(missing_text)} candidate queries have no text "
                          f"(first: {missing_text[0]!r})", field="queries")
+    # keyed by the inputs' content, not their paths: a replaced candidates file is noticed
+    journal = RankingJournal(out.with_name(out.name + ".journal.jsonl"),
+                             {"rankstack_teach_journal": 2, "config_hash": chash,
+                              "teacher": teacher_id,
+                              "inputs": inputs_fingerprint(candidates, queries, docs)})
     done = journal.load()
     todo = [q for q in candidates if q not in done]
     resumed = len(candidates) - len(todo)
@@ -147,6 +149,9 @@ def teach(
         log.info("resuming: %d queries already in %s, %d to go", resumed, journal.path, len(todo))
     start = time.perf_counter()
     total: RerankReport | None = None
+    warn = getattr(teacher, "warn", None)
+    if warn is not None:  # one set of warnings for the whole job, not one per chunk
+        teacher.warn = False  # type: ignore[attr-defined]
     with journal.writer() as jw, tqdm(total=len(candidates), initial=resumed, unit="q",
                                       desc=f"teach {teacher_id}", disable=not show_progress) as bar:
         for i in range(0, len(todo), chunk_size):
@@ -158,6 +163,10 @@ def teach(
             jw.write(ranked[q] for q in chunk)
             done.update({q: ranked[q] for q in chunk})
             bar.update(len(chunk))
+    if warn is not None:
+        teacher.warn = warn  # type: ignore[attr-defined]
+        for w in (total.warnings() if total is not None and warn else []):
+            log.warning("%s", w)
     run = Run({q: done[q] for q in candidates}, name=f"teacher-{chash[:8]}")
     provenance = {
         "teacher": teacher_id,

@@ -97,8 +97,9 @@ class CompareResult:
         head, rows = self.rows()
         t = Table(title=f"{self.data.name}: quality and cost", show_lines=True,
                   caption=self.caption(), caption_justify="left")
-        for i, c in enumerate(head):
-            t.add_column(c, justify="left" if i == 0 else "right", overflow="fold")
+        from rankstack.tables import add_columns
+
+        add_columns(t, head)
         for row in rows:
             t.add_row(*row)
         return t

@@ -89,14 +89,12 @@ def comparison_table(comp: Comparison) -> Table:
     table = Table(title=f"{comp.qrels_name}: {comp.n_judged} judged queries, binary rel >= "
                         f"{comp.binary_rel}", show_lines=bool(comp.tests))
     from rankstack.evaluate.measures import display_name
+    from rankstack.tables import add_columns
 
-    # Headers never wrap (a measure name broken over lines reads as two); on a narrow terminal
-    # the run names and the counts fold instead.
-    table.add_column("run", overflow="fold", ratio=2, min_width=8)
-    for m in comp.measures:
-        head = display_name(m, comp.binary_rel)
-        table.add_column(head, justify="right", no_wrap=True, min_width=len(head))
-    table.add_column("queries", justify="right", overflow="fold", min_width=7)
+    # headers never wrap; on a narrow terminal the run names and the counts fold instead
+    add_columns(table, ["run", *(display_name(m, comp.binary_rel) for m in comp.measures),
+                        "queries"], text=("run", "queries"))
+    table.columns[-1].justify = "right"
     for i, r in enumerate(comp.results):
         label = f"{r.name} (baseline)" if i == comp.baseline and len(comp.results) > 1 else r.name
         counts = f"{r.n_queries}"

@@ -201,7 +201,7 @@ def _header_diff(found: Any, expected: dict[str, Any]) -> str:
         return f"header {found!r}, expected {expected}"
     diffs = [k for k in sorted(set(found) | set(expected)) if found.get(k) != expected.get(k)]
     named = {"inputs": "the inputs changed (candidates, query or passage texts)",
-             "candidates": "the candidates changed",
+             "candidates": "the inputs changed (candidates, query or passage texts)",
              "config_hash": "the settings changed", "settings": "the settings changed"}
     why = [named.get(k, f"{k}: {found.get(k)!r} there, {expected.get(k)!r} now") for k in diffs]
     return "; ".join(dict.fromkeys(why)) or "different header"

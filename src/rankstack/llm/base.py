@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
-from rankstack.errors import ConfigError, RankstackError
+from rankstack.errors import RankstackError
 
 Message = dict[str, str]
 R = TypeVar("R")
@@ -44,8 +44,9 @@ class Generation:
 class NextTokenScores:
     """Log-probabilities of candidate answers as the next token after a prompt.
 
-    ``logprobs[c]`` is the log-probability of candidate ``c`` (log-sum-exp over the token
-    variants that spell it, e.g. ``"Yes"`` and ``" Yes"``). ``missing`` names candidates
+    ``logprobs[c]`` is the log-probability of candidate ``c``'s answer token, chosen by the
+    one rule of :mod:`rankstack.rerank.answer` (HTTP: the returned tokens whose stripped text
+    is ``c``, log-sum-exp). ``missing`` names candidates
     a server did not return among its top log-probs; their value is the smallest returned
     log-prob, an upper bound (counted by the pointwise re-ranker).
     """
@@ -89,20 +90,20 @@ class LLMBackend(ABC):
     def _decode_one(self, token_id: int) -> str:
         raise NotImplementedError
 
-    def _candidate_ids(self, cand: str) -> list[int]:
-        """First token ids of an answer word, bare and space-prefixed (``Yes``, ``▁Yes``,
-        ``ĠYes``), skipping ids that decode to nothing; cached per word."""
-        cache: dict[str, list[int]] = self.__dict__.setdefault("_cand_cache", {})
-        if cand not in cache:
-            found: list[int] = []
-            for variant in (cand, " " + cand):
-                enc = self._encode_plain(variant)
-                if enc and self._decode_one(enc[0]).strip() and enc[0] not in found:
-                    found.append(enc[0])
-            if not found:
-                raise ConfigError(f"candidate answer {cand!r} has no token in {self.model_id}")
-            cache[cand] = found
-        return cache[cand]
+    def answer_ids(self, prompt_text: str, candidates: Sequence[str]
+                   ) -> tuple[list[int], list[int]]:
+        """Token ids of the answer words after ``prompt_text`` and the prompt-final tail to
+        drop: the one rule of :mod:`rankstack.rerank.answer` (local-tokenizer backends).
+        Only the prompt's end matters, so results are cached by its last 64 characters."""
+        from rankstack.rerank.answer import answer_tokens
+
+        cache: dict[tuple[str, tuple[str, ...]], tuple[list[int], list[int]]] = \
+            self.__dict__.setdefault("_answer_cache", {})
+        key = (prompt_text[-64:], tuple(candidates))
+        if key not in cache:
+            cache[key] = answer_tokens(self._encode_plain, key[0], list(candidates),
+                                       str(self.model_id))
+        return cache[key]
 
     def generate_batch(self, prompts: Sequence[Prompt], *, max_tokens: int | Sequence[int] = 64,
                        stop: Sequence[str] | None = None) -> list[Generation]:

@@ -22,9 +22,8 @@ BUNDLED_GGUF = {"bundled:SmolLM2-135M-Instruct": "SmolLM2-135M-Instruct.Q4_1.ggu
 
 _COMMON = {"template", "max_passage_tokens", "cache_dir", "depth", "on_missing",
            "show_progress", "api_key_env"}
-_LISTWISE = _COMMON | {"window", "stride", "passes"}
-#: one dtype vocabulary: the short names of ``rankstack rerank --dtype`` are accepted
-_DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+_LISTWISE = _COMMON | {"window", "stride", "passes", "passages", "context_size", "id_parsing",
+                       "window_policy"}
 
 
 def _backend(spec: RerankerSpec, settings: dict[str, Any], family: str):
@@ -41,8 +40,6 @@ def _backend(spec: RerankerSpec, settings: dict[str, Any], family: str):
     own = _LISTWISE if family == "llm-listwise" else _COMMON
     mine, opts = split_settings(settings, own, cls, f"family {family!r} with backend "
                                                     f"{spec.backend!r}")
-    if "dtype" in opts and isinstance(opts["dtype"], str):
-        opts["dtype"] = _DTYPE_ALIASES.get(opts["dtype"], opts["dtype"])
     key_env = mine.pop("api_key_env", None)
     if spec.backend == "openai" and "api_key" not in opts:
         opts["api_key"] = os.environ.get(key_env or "OPENAI_API_KEY")

@@ -64,6 +64,12 @@ class GGUFBackend(LLMBackend):
     def has_chat_template(self) -> bool:
         return self._formatter is not None
 
+    def _prompt_text(self, prompt: Prompt) -> str:
+        """The text :meth:`_tokens` tokenizes (after the chat template, if any)."""
+        if self._formatter is not None and not isinstance(prompt, str):
+            return self._formatter(messages=prompt).prompt
+        return plain_prompt(prompt)
+
     def _tokens(self, prompt: Prompt) -> list[int]:
         if self._formatter is not None and not isinstance(prompt, str):
             text = self._formatter(messages=prompt).prompt
@@ -97,7 +103,10 @@ class GGUFBackend(LLMBackend):
         return self.llm.detokenize([token_id]).decode("utf-8", errors="replace")
 
     def next_token_logprobs(self, prompt: Prompt, candidates: Sequence[str]) -> NextTokenScores:
-        tokens = self._tokens(prompt)
+        from rankstack.rerank.answer import drop_tail
+
+        answer, tail = self.answer_ids(self._prompt_text(prompt), candidates)
+        tokens = drop_tail(self._tokens(prompt), tail, self.model_id)
         self._check_context(len(tokens), 0)
         llm = self.llm
         n = 0
@@ -112,12 +121,7 @@ class GGUFBackend(LLMBackend):
         logits = logits.astype(np.float64)
         m = logits.max()
         logz = m + np.log(np.exp(logits - m).sum())
-        out = {}
-        for c in candidates:
-            ids = self._candidate_ids(c)
-            vals = logits[ids] - logz
-            vm = vals.max()
-            out[c] = float(vm + np.log(np.exp(vals - vm).sum()))
+        out = {c: float(logits[t] - logz) for c, t in zip(candidates, answer, strict=True)}
         return NextTokenScores(out, len(tokens))
 
     def count_tokens(self, text: str) -> int:

@@ -6,17 +6,15 @@ import os
 from collections.abc import Sequence
 
 from rankstack.errors import ConfigError, require
+from rankstack.hf_loading import concrete_dtype, load_model, load_tokenizer, normalize_dtype
 from rankstack.llm.base import (
     Generation,
     LLMBackend,
     NextTokenScores,
     Prompt,
     cut_at_stop,
-    logsumexp,
     per_prompt,
 )
-
-_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 class HFBackend(LLMBackend):
@@ -24,20 +22,25 @@ class HFBackend(LLMBackend):
 
     Messages go through the tokenizer's chat template when it has one (``use_chat_template``
     turns that off); prompts are truncated from the left to ``max_input_tokens`` if set.
+    A chat-templated prompt gets the tokenizer's BOS when the template does not write it
+    (as rank_llm/vLLM tokenize the templated text with special tokens; ``add_bos=False``
+    turns that off). ``dtype``: a name of :data:`rankstack.hf_loading.DTYPES` (aliases such as
+    ``float32``/``bfloat16`` accepted; ``bf16-mixed`` is for encoder scorers only).
     :meth:`generate_batch` and :meth:`next_token_logprobs_batch` run ``batch_size`` prompts per
     forward pass, left-padded; with greedy decoding their outputs are a single call's.
     """
 
     kind = "hf"
 
-    def __init__(self, model: str, *, device: str = "cpu", dtype: str = "float32",
+    def __init__(self, model: str, *, device: str = "cpu", dtype: str = "fp32",
                  threads: int | None = None, use_chat_template: bool = True,
                  max_input_tokens: int | None = None, trust_remote_code: bool = False,
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 8, add_bos: bool = True) -> None:
         torch = require("torch", "neural", "Hugging Face LLM backends")
-        transformers = require("transformers", "neural", "Hugging Face LLM backends")
-        if dtype not in _DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+        require("transformers", "neural", "Hugging Face LLM backends")
+        dtype = normalize_dtype(dtype)
+        if dtype == "bf16-mixed":
+            raise ConfigError("dtype bf16-mixed is for encoder scorers; use bf16 or fp32 here")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = batch_size
@@ -45,13 +48,16 @@ class HFBackend(LLMBackend):
             torch.set_num_threads(int(threads))
         self._torch = torch
         self.model_id = os.fspath(model)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(
-            self.model_id, trust_remote_code=trust_remote_code)
-        kw = {} if dtype == "auto" else {"dtype": getattr(torch, dtype)}
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            self.model_id, trust_remote_code=trust_remote_code, **kw).to(device).eval()
+        self.tokenizer = load_tokenizer(self.model_id, trust_remote_code=trust_remote_code)
+        self.model = load_model("AutoModelForCausalLM", self.model_id, dtype=dtype,
+                                device=device, trust_remote_code=trust_remote_code)
         self.device = device
-        self.dtype = dtype
+        self.dtype = concrete_dtype(dtype, device)
+        bos = self.tokenizer.bos_token_id
+        #: BOS id added before chat-templated text that lacks it (None: the tokenizer adds none)
+        self._bos = (bos if add_bos and bos is not None
+                     and self.tokenizer.encode("a", add_special_tokens=True)[:1] == [bos]
+                     else None)
         self.max_input_tokens = max_input_tokens
         self._chat = bool(use_chat_template and getattr(self.tokenizer, "chat_template", None))
         self._pad_id = self.tokenizer.pad_token_id
@@ -70,6 +76,15 @@ class HFBackend(LLMBackend):
     def has_chat_template(self) -> bool:
         return self._chat
 
+    def _prompt_text(self, prompt: Prompt) -> str:
+        """The text :meth:`_input_ids` tokenizes (after the chat template, if any)."""
+        if isinstance(prompt, str):
+            return prompt
+        if self._chat:
+            return self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True,
+                                                      tokenize=False)
+        return "\n\n".join(m["content"] for m in prompt)
+
     def _input_ids(self, prompt: Prompt) -> list[int]:
         tok = self.tokenizer
         if isinstance(prompt, str):
@@ -77,6 +92,8 @@ class HFBackend(LLMBackend):
         elif self._chat:
             text = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
             ids = tok.encode(text, add_special_tokens=False)
+            if self._bos is not None and ids[:1] != [self._bos]:
+                ids = [self._bos, *ids]
         else:
             ids = tok.encode("\n\n".join(m["content"] for m in prompt), add_special_tokens=True)
         if self.max_input_tokens and len(ids) > self.max_input_tokens:
@@ -145,8 +162,13 @@ class HFBackend(LLMBackend):
         """Next-token log-probabilities, :attr:`batch_size` left-padded prompts per forward
         pass (positions counted from each prompt's first real token)."""
         torch = self._torch
-        ids = [self._input_ids(p) for p in prompts]
-        cand_ids = {c: self._candidate_ids(c) for c in candidates}
+        from rankstack.rerank.answer import drop_tail
+
+        ids, answers = [], []
+        for p in prompts:
+            answer, tail = self.answer_ids(self._prompt_text(p), candidates)
+            ids.append(drop_tail(self._input_ids(p), tail, str(self.model_id)))
+            answers.append(answer)
         out: list[NextTokenScores] = [None] * len(ids)  # type: ignore[list-item]
         for chunk in self._chunks(ids):
             x, mask = self._left_pad([ids[i] for i in chunk])
@@ -158,7 +180,7 @@ class HFBackend(LLMBackend):
                 lp = torch.log_softmax(logits.float(), dim=-1).cpu()
             for row, i in enumerate(chunk):
                 out[i] = NextTokenScores(
-                    {c: logsumexp([float(lp[row, t]) for t in cand_ids[c]]) for c in candidates},
+                    {c: float(lp[row, t]) for c, t in zip(candidates, answers[i], strict=True)},
                     len(ids[i]))
         return out
 
@@ -172,7 +194,8 @@ class HFBackend(LLMBackend):
         return self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
 
     def cache_identity(self) -> str:
-        return f"{super().cache_identity()}:{self.dtype}:chat={self._chat}:max_in={self.max_input_tokens}"
+        return (f"{super().cache_identity()}:{self.dtype}:chat={self._chat}"
+                f":max_in={self.max_input_tokens}:bos={self._bos is not None}")
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "device": self.device, "chat_template": self._chat,

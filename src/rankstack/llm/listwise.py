@@ -7,6 +7,10 @@ to ``max_passage_tokens`` tokens by the backend's tokenizer, counted as
 slides the window from the bottom of the top-``depth`` list to the top. Calls go through the
 on-disk cache when one is given, so a rerun (or a resumed job) re-calls nothing it has done.
 
+Passage preparation is :mod:`rankstack.llm.passages`'s (``passages: tokens`` is the cut above;
+``rank_llm`` / ``rankgpt`` prepare each window as those references do, the presets' choice),
+with ``id_parsing`` and ``window_policy`` of :mod:`rankstack.llm.sliding_window`.
+
 Output scores are rank-derived (``n - position`` within the re-ranked top), not model scores.
 Depth/tail, missing docs and the journal are the protocol's (:mod:`rankstack.rerank.base`).
 """
@@ -22,7 +26,20 @@ from rankstack.llm._run import PassageCutter, llm_budgets, map_maybe_parallel, q
 from rankstack.llm.accounting import LLMCaller, timer
 from rankstack.llm.base import LLMBackend
 from rankstack.llm.cache import LLMCache
-from rankstack.llm.sliding_window import RepairStats, SlidingWindowReranker, extract_ids
+from rankstack.llm.passages import (
+    STYLES,
+    PassageStyle,
+    answer_token_estimate,
+    build_window_prompt,
+    prompt_token_counter,
+)
+from rankstack.llm.sliding_window import (
+    IdParsing,
+    RepairStats,
+    SlidingWindowReranker,
+    WindowPolicy,
+    extract_ids,
+)
 from rankstack.llm.templates import PromptTemplate, load_template
 from rankstack.rerank.base import OnMissing, RerankItem, RunReranker, rank_scores
 from rankstack.rerank.report import RerankReport
@@ -39,8 +56,18 @@ class ListwiseLLMReranker(RunReranker):
                  window: int = 20, stride: int = 10, passes: int = 1,
                  max_passage_tokens: int = 100, cache: LLMCache | None = None,
                  depth: int | None = 100, on_missing: OnMissing = "raise",
-                 show_progress: bool = True) -> None:
+                 show_progress: bool = True, passages: PassageStyle = "tokens",
+                 context_size: int = 4096, id_parsing: IdParsing = "bracketed",
+                 window_policy: WindowPolicy = "rank_llm") -> None:
         super().__init__(depth=depth, on_missing=on_missing, show_progress=show_progress)
+        if passages not in STYLES:
+            raise ConfigError(f"passages must be one of {', '.join(STYLES)}, not {passages!r}")
+        extract_ids("", id_parsing)  # validates
+        #: passage preparation (:mod:`rankstack.llm.passages`), rank_llm's context size for
+        #: its word-cap shrinking, and how ids are read from the answer
+        self.passages, self.context_size, self.id_parsing = passages, context_size, id_parsing
+        SlidingWindowReranker(lambda q, p: [], window=window, stride=stride, policy=window_policy)
+        self.window_policy = window_policy
         self.backend = backend
         self.template = template if isinstance(template, PromptTemplate) else load_template(template)
         if self.template.kind != "listwise":
@@ -59,7 +86,9 @@ class ListwiseLLMReranker(RunReranker):
     def journal_identity(self) -> dict[str, Any]:
         return {"model": self.name, "backend": self.backend.cache_identity(),
                 "window": self.window, "stride": self.stride, "passes": self.passes,
-                "max_passage_tokens": self.max_passage_tokens}
+                "max_passage_tokens": self.max_passage_tokens, "passages": self.passages,
+                "context_size": self.context_size, "id_parsing": self.id_parsing,
+                "window_policy": self.window_policy}
 
     def _groups(self, pending: list[RerankItem]) -> Iterator[list[RerankItem]]:
         return query_groups(pending, self.backend)
@@ -68,6 +97,8 @@ class ListwiseLLMReranker(RunReranker):
         self._caller = LLMCaller(self.backend, self.template.id, self.cache)
         self._cutter = PassageCutter(self.backend, self.max_passage_tokens)
         self._repairs: dict[str, RepairStats] = {}
+        self._count = prompt_token_counter(self.backend)
+        self._shrinks = 0
 
     def _score_group(self, items: list[RerankItem], report: RerankReport,
                      advance: Callable[[int], None]) -> list[Sequence[float]]:
@@ -75,16 +106,21 @@ class ListwiseLLMReranker(RunReranker):
 
         def one(it: RerankItem) -> list[float]:
             start = timer()
-            passages = [self._cutter(d, t) for d, t in zip(it.ids, it.texts, strict=True)]
+            passages: list[Any] = (
+                [self._cutter(d, t) for d, t in zip(it.ids, it.texts, strict=True)]
+                if self.passages == "tokens" else list(it.docs))
 
             def rank_window(query: str, window_passages) -> list[int]:
-                msgs = self.template.render_listwise(query, window_passages)
+                if self.passages == "tokens":
+                    msgs = self.template.render_listwise(query, window_passages)
+                else:  # reference preparation, per window (its word cap depends on the size)
+                    msgs = self._window_prompt(query, window_passages)
                 g = caller.generate(it.qid, msgs, max_tokens=self.template.max_tokens(
                     len(window_passages)), stop=self.template.stop)
-                return [i - 1 for i in extract_ids(g.text)]
+                return [i - 1 for i in extract_ids(g.text, self.id_parsing)]
 
             sw = SlidingWindowReranker(rank_window, window=self.window, stride=self.stride,
-                                       passes=self.passes)
+                                       passes=self.passes, policy=self.window_policy)
             order, stats = sw.rerank(it.query, passages)
             self._repairs[it.qid] = stats
             caller.add_wall(it.qid, timer() - start)
@@ -94,6 +130,14 @@ class ListwiseLLMReranker(RunReranker):
                                  lambda i: advance(len(items[i].ids)))
         report.pairs_scored += sum(len(it.ids) for it in items)
         return out
+
+    def _window_prompt(self, query: str, docs: Sequence[Any]) -> Any:
+        answer = answer_token_estimate(self.backend.count_tokens, len(docs))
+        w = build_window_prompt(self.template.render_listwise, query, docs, self.passages,
+                                count=self._count, context_size=self.context_size,
+                                answer_tokens=answer)
+        self._shrinks += w.shrinks
+        return w.messages
 
     def _finish(self, report: RerankReport) -> None:
         caller = self._caller
@@ -105,7 +149,10 @@ class ListwiseLLMReranker(RunReranker):
         report.template = self.template.id
         report.settings = {"window": self.window, "stride": self.stride, "passes": self.passes,
                            "depth": report.depth, "max_passage_tokens": self.max_passage_tokens,
-                           "queries": report.queries}
+                           "queries": report.queries, "passages": self.passages,
+                           "context_size": self.context_size, "id_parsing": self.id_parsing,
+                           "window_policy": self.window_policy,
+                           "word_cap_shrinks": self._shrinks}
         report.per_query = dict(caller.per_query)
         report.total = caller.total()
         report.repairs = total_repairs.to_dict()
@@ -114,9 +161,6 @@ class ListwiseLLMReranker(RunReranker):
         report.budgets = llm_budgets(self.max_passage_tokens)
         report.notes = {"tail_docs": report.kept_below_depth,
                         "score_kind": "rank-derived (n - position), not a model score"}
-        if not total_repairs.clean:
-            log.warning("LLM output needed repair in %d of %d windows (see the report)",
-                        total_repairs.repaired_windows, total_repairs.windows)
 
     def close(self) -> None:
         self.backend.close()

@@ -15,7 +15,8 @@ The model-independent half of listwise re-ranking, reusable by any listwise rank
 Repair policy (applied to every window, every repair counted in :class:`RepairStats`):
 
 1. Ids are read from the text: if any ``[k]`` appears, only bracketed numbers count;
-   otherwise every bare integer counts (models sometimes drop the brackets).
+   otherwise every bare integer counts (models sometimes drop the brackets). With
+   ``mode="all"`` (rank_llm / RankGPT, the presets' choice) every integer counts.
 2. An id outside ``1..n`` is dropped (``out_of_range``).
 3. A repeated id keeps its first occurrence; later ones are dropped (``duplicates``).
 4. Ids the model never named are appended after the named ones, in the order they had
@@ -31,7 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from rankstack.errors import ConfigError
 
@@ -41,14 +42,24 @@ _BRACKETED = re.compile(r"\[\s*(\d+)\s*\]")
 _BARE = re.compile(r"\d+")
 
 
-def sliding_windows(n: int, window: int = 20, stride: int = 10) -> list[tuple[int, int]]:
+WindowPolicy = Literal["rank_llm", "rankgpt"]
+
+
+def sliding_windows(n: int, window: int = 20, stride: int = 10,
+                    policy: WindowPolicy = "rank_llm") -> list[tuple[int, int]]:
     """Half-open ``(start, end)`` windows over ``n`` items, from the bottom to the top.
 
     The first window ends at ``n``; each next one is ``stride`` higher; the last one always
     starts at 0 (so the top of the list is always re-ranked, even when ``n - window`` is not a
     multiple of ``stride``). ``n=100, window=20, stride=10`` gives 9 windows:
     ``(80, 100), (70, 90), ..., (0, 20)``. ``n <= window`` gives the single window ``(0, n)``.
+    This is rank_llm's loop (``while end_pos > rank_start and start_pos + step !=
+    rank_start``). ``policy="rankgpt"`` is RankGPT's original loop (``while end_pos >
+    rank_start``): it goes on after the window that starts at 0 while its end is above 0, so
+    ``n=100`` gets a 10th window ``(0, 10)`` and ``n=25`` windows ``(5, 25), (0, 15), (0, 5)``.
     """
+    if policy not in ("rank_llm", "rankgpt"):
+        raise ConfigError(f"window policy must be 'rank_llm' or 'rankgpt', not {policy!r}")
     if window < 1:
         raise ConfigError(f"window must be >= 1, got {window}")
     if stride < 1:
@@ -62,7 +73,7 @@ def sliding_windows(n: int, window: int = 20, stride: int = 10) -> list[tuple[in
     while True:
         start = max(0, end - window)
         out.append((start, end))
-        if start == 0:
+        if start == 0 and (policy == "rank_llm" or end - stride <= 0):
             return out
         end -= stride
 
@@ -97,8 +108,20 @@ class RepairStats:
         return asdict(self)
 
 
-def extract_ids(text: str) -> list[int]:
-    """Integers the model named, in order (bracketed ``[k]`` if any, else bare numbers)."""
+IdParsing = Literal["bracketed", "all"]
+
+
+def extract_ids(text: str, mode: IdParsing = "bracketed") -> list[int]:
+    """Integers the model named, in order.
+
+    ``bracketed`` (default): bracketed ``[k]`` if any, else bare numbers. ``all``: every run of
+    digits, bracketed or not - rank_llm's and RankGPT's ``_clean_response`` (so in
+    ``"[3] > 1 > [2]"`` the bare ``1`` counts too).
+    """
+    if mode == "all":
+        return [int(x) for x in _BARE.findall(text)]
+    if mode != "bracketed":
+        raise ConfigError(f"id parsing must be 'bracketed' or 'all', not {mode!r}")
     found = _BRACKETED.findall(text)
     if not found:
         found = _BARE.findall(text)
@@ -150,10 +173,11 @@ class SlidingWindowReranker(Generic[T]):
     """Re-rank a candidate list with a window ranker, back to front, for ``passes`` passes."""
 
     def __init__(self, rank_window: RankWindowFn, *, window: int = 20, stride: int = 10,
-                 passes: int = 1) -> None:
+                 passes: int = 1, policy: WindowPolicy = "rank_llm") -> None:
         if passes < 1:
             raise ConfigError(f"passes must be >= 1, got {passes}")
-        sliding_windows(window, window, stride)  # validates window/stride
+        sliding_windows(window, window, stride, policy)  # validates window/stride/policy
+        self.policy = policy
         self.rank_window = rank_window
         self.window = window
         self.stride = stride
@@ -164,7 +188,7 @@ class SlidingWindowReranker(Generic[T]):
         order = list(range(len(items)))
         stats = RepairStats()
         for _ in range(self.passes):
-            for start, end in sliding_windows(len(order), self.window, self.stride):
+            for start, end in sliding_windows(len(order), self.window, self.stride, self.policy):
                 chunk = order[start:end]
                 raw = self.rank_window(query, [items[i] for i in chunk])
                 perm, s = repair_permutation(raw, len(chunk))
@@ -190,7 +214,7 @@ class SlidingWindowReranker(Generic[T]):
         orders = [list(range(len(items))) for _, items in lists]
         stats = [RepairStats() for _ in lists]
         plans = [[w for _ in range(self.passes)
-                  for w in sliding_windows(len(items), self.window, self.stride)]
+                  for w in sliding_windows(len(items), self.window, self.stride, self.policy)]
                  for _, items in lists]
         for i, plan in enumerate(plans):
             if not plan and on_done is not None:

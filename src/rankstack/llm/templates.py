@@ -85,10 +85,10 @@ def load_template(name_or_path: str | os.PathLike[str]) -> PromptTemplate:
     """A built-in template by name (``rankgpt``, ``rankzephyr``, ``yesno``) or a YAML path."""
     s = os.fspath(name_or_path)
     if s.endswith((".yaml", ".yml")) or os.sep in s:
+        from rankstack.config import read_yaml_text  # exists, a file, UTF-8 (BOM dropped)
+
         path = Path(s)
-        if not path.is_file():
-            raise ConfigError(f"{path}: template file does not exist")
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        text, source = read_yaml_text(path, "template"), str(path)
     else:
         res = resources.files("rankstack.llm") / "templates" / f"{s}.yaml"
         if not res.is_file():

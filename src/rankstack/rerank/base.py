@@ -25,16 +25,15 @@ share the input policies implemented here once (each counted in the
 * **truncation**: passages/queries cut to a token budget are counted; when it may change
   results (any query, or over 5% of passages) a warning names the budget and how to raise it.
 
-Long jobs resume: with ``journal=path`` each finished group of queries is appended to a JSONL
-journal; a re-run with the same journal re-ranks only the queries not recorded there (the
-journal must come from the same re-ranker, depth and candidates).
+Long jobs resume: with ``journal=path`` each finished query is appended to a JSONL journal
+(fsynced per query); a re-run with the same journal re-ranks only the queries not recorded
+there (the journal must come from the same re-ranker, depth and input *contents*: candidates,
+query and passage texts; see :mod:`rankstack.io.journal`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import time
@@ -113,14 +112,18 @@ def short_name(name: str) -> str:
 class RunReranker(ABC):
     """Re-ranks a candidate Run; subclasses implement :meth:`_score_group` only.
 
-    ``depth`` is the default of :meth:`rerank`; ``chunk_pairs`` bounds the pairs handed to
-    :meth:`_score_group` at once (one journal write per group).
+    ``depth`` is the default of :meth:`rerank`; :meth:`_groups` decides which queries are
+    scored together (default: one query per group, one journal write per query);
+    ``chunk_pairs`` bounds the pairs a family hands its model at once.
     """
 
     #: what the produced scores are (per instance where a setting decides)
     score_kind: str = "unknown"
     #: the ``scorer`` of produced Rankings
     name: str = "reranker"
+    #: log the report's warnings after each call (a caller that sums several calls, like
+    #: ``teach``, turns this off and logs the summed report's :meth:`RerankReport.warnings`)
+    warn: bool = True
 
     def __init__(self, *, depth: int | None = 100, on_missing: OnMissing = "raise",
                  show_progress: bool = True, chunk_pairs: int = 4096) -> None:
@@ -131,6 +134,8 @@ class RunReranker(ABC):
             raise ConfigError(f"chunk_pairs must be a positive integer, not {chunk_pairs!r}")
         self.chunk_pairs = chunk_pairs
         self.last_report: RerankReport | None = None
+        #: the jobs of the current / last :meth:`rerank` call (after the input policies)
+        self.plan: list[RerankItem] = []
 
     # -- hooks ------------------------------------------------------------------------------
     @abstractmethod
@@ -150,17 +155,12 @@ class RunReranker(ABC):
         return {"model": self.name}
 
     def _groups(self, pending: list[RerankItem]) -> Iterator[list[RerankItem]]:
-        """Items in groups of about ``chunk_pairs`` pairs."""
-        group: list[RerankItem] = []
-        n = 0
+        """One query per group: the journal commits every query as it is done (a killed job
+        loses at most the query in flight), and a query's scores never depend on which other
+        queries shared its batches, so a resumed run equals an uninterrupted one. Families
+        that batch across queries (LLM calls) override this."""
         for it in pending:
-            group.append(it)
-            n += len(it.ids)
-            if n >= self.chunk_pairs:
-                yield group
-                group, n = [], 0
-        if group:
-            yield group
+            yield [it]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models, threads, sessions."""
@@ -183,6 +183,7 @@ class RunReranker(ABC):
         report = RerankReport(model=self.name, score_kind=self.score_kind, depth=depth)
         t0 = time.perf_counter()
         plan = self._plan(run, queries, docs, depth, max_queries, report)
+        self.plan = plan  # this call's jobs (hooks may look at all of them)
         self._begin(report)
 
         done: dict[str, Ranking] = {}
@@ -215,7 +216,8 @@ class RunReranker(ABC):
                                                                          strict=True)]
                 done.update((r.query_id, r) for r in ranked)
                 if jw is not None:
-                    jw.write(ranked)
+                    for r in ranked:
+                        jw.write_one(r)
 
         out = Run(name=f"{run.name}+{short_name(self.name)}")
         for it in plan:
@@ -225,12 +227,9 @@ class RunReranker(ABC):
         report.seconds = time.perf_counter() - t0
         self.last_report = report
         log.info("%s", report.summary())
-        if report.missing_docs or report.missing_queries:
-            log.warning("%s: %d docs and %d queries missing from the inputs (on_missing=%s)",
-                        self.name, report.missing_docs, report.missing_queries, self.on_missing)
-        warning = report.truncation_warning()
-        if warning:
-            log.warning("%s", warning)
+        if self.warn:
+            for warning in report.warnings():
+                log.warning("%s", warning)
         return out
 
     def rerank_with_stats(self, run: Run, queries: Mapping[str, Query | str],
@@ -328,7 +327,8 @@ def _ties(ranking: Ranking, n_head: int) -> int:
 
 
 def _fingerprint(plan: list[RerankItem]) -> str:
-    h = hashlib.sha256()
-    for it in plan:
-        h.update(json.dumps([it.qid, it.query, it.ids, it.kept + it.tail]).encode())
-    return h.hexdigest()[:16]
+    """Content hash of the job's inputs (ids, order, query and passage texts; no paths)."""
+    from rankstack.io.journal import content_hash
+
+    return content_hash([[it.qid, it.query, it.ids, [d.full_text for d in it.docs],
+                          it.kept + it.tail] for it in plan])

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from rankstack.errors import ConfigError
+from rankstack.hf_loading import model_file
 from rankstack.rerank.batching import Batch
 from rankstack.rerank.cross_encoder import TransformerScorer
 
@@ -54,8 +54,8 @@ def pool(hidden: np.ndarray, batch: Batch, how: Pooling) -> np.ndarray:
 
 def _st_pooling(model: str) -> Pooling | None:
     """Pooling named by a sentence-transformers ``1_Pooling/config.json``, if any."""
-    cfg = Path(model) / "1_Pooling" / "config.json"
-    if not cfg.is_file():
+    cfg = model_file(model, "1_Pooling/config.json")
+    if cfg is None:
         return None
     d = json.loads(cfg.read_text(encoding="utf-8"))
     if d.get("pooling_mode_mean_tokens"):
@@ -67,12 +67,15 @@ def _st_pooling(model: str) -> Pooling | None:
     return None
 
 
-def _st_max_length(model: str) -> int | None:
-    cfg = Path(model) / "sentence_bert_config.json"
-    if cfg.is_file():
-        v = json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
-        return int(v) if v else None
-    return None
+def st_max_length(model: str) -> int | None:
+    """``max_seq_length`` of a sentence-transformers ``sentence_bert_config.json`` (the length
+    the model was trained and is used at: 256 for all-MiniLM-L6-v2), for ``bundled:`` ids,
+    local directories and hub names alike; None when the model has no such file."""
+    cfg = model_file(model, "sentence_bert_config.json")
+    if cfg is None:
+        return None
+    v = json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
+    return int(v) if v else None
 
 
 class BiEncoderScorer(TransformerScorer):
@@ -99,7 +102,7 @@ class BiEncoderScorer(TransformerScorer):
         if pooling not in ("cls", "mean", "last_token"):
             raise ConfigError(f"pooling must be cls, mean or last_token, not {pooling!r}")
         if max_length is None:
-            max_length = _st_max_length(model)
+            max_length = st_max_length(model)
         # A bi-encoder encodes each side alone: each may use the whole length by default.
         super().__init__(model, query_length=query_length or 512,
                          doc_length=doc_length or 512, max_length=max_length, **settings)

@@ -44,7 +44,11 @@ class TransformerScorer(Scorer):
     changes rankings; measure it with ``benchmarks/rerank_throughput.py`` before use),
     ``cache_dir`` for ONNX files, ``chunk_size`` (inputs length-sorted together),
     ``padding_side`` (default: the tokenizer's; left padding passes position ids counted
-    over real tokens).
+    over real tokens); ``truncation`` (``budgets`` or ``longest_first``) and
+    ``prefix_in_budget`` (see :class:`~rankstack.rerank.tokens.PairEncoder`);
+    ``trust_remote_code`` (models whose code lives in their repository, e.g. nomic-embed);
+    ``lora`` (a PEFT adapter merged into ``model``, the base: e.g. RepLLaMA's adapter over
+    Llama-2-7B; the scorer is then named after the adapter).
     Subclasses set :attr:`auto_class` and implement :meth:`_outputs` / :meth:`score_pairs`.
     """
 
@@ -61,7 +65,9 @@ class TransformerScorer(Scorer):
                  backend: Backend = "torch", quantize: str | None = None,
                  cache_dir: str | None = None, chunk_size: int = 8192,
                  padding_side: str | None = None, model_kwargs: dict[str, Any] | None = None,
-                 fp32_head: bool = True) -> None:
+                 fp32_head: bool = True, truncation: str = "budgets",
+                 prefix_in_budget: bool = False, trust_remote_code: bool = False,
+                 lora: str | None = None) -> None:
         require("torch", "neural", "neural re-rankers")
         require("transformers", "neural", "neural re-rankers")
         if backend not in ("torch", "onnx"):
@@ -82,9 +88,17 @@ class TransformerScorer(Scorer):
         self.runtime = RuntimeSettings(threads, "fp32" if backend == "onnx" else dtype,
                                        device, fp32_head)
         self.runtime.apply()
-        self.tokenizer = load_tokenizer(model)
+        model_kwargs = dict(model_kwargs or {})
+        if trust_remote_code:
+            model_kwargs["trust_remote_code"] = True
+        self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
         self.torch_dtype = self.runtime.torch_dtype()
-        self.model = self._load_model(model, model_kwargs or {})
+        self.model = self._load_model(model, model_kwargs)
+        if lora:
+            peft = require("peft", "train", "LoRA adapters")
+            self.model = peft.PeftModel.from_pretrained(self.model, lora).merge_and_unload()
+            self.model.eval()
+            self.name = str(lora)
         self.config = self.model.config
         #: attribute of the classification head run in float32 (None: none, or fp32 weights)
         self.fp32_head = fp32_classifier_head(self.model) if fp32_head else None
@@ -95,7 +109,8 @@ class TransformerScorer(Scorer):
         doc_length = doc_length or getattr(self.config, "rankstack_doc_length", None)
         self.encoder = PairEncoder.from_tokenizer(
             self.tokenizer, query_length=query_length, doc_length=doc_length,
-            max_length=max_length, model_config=self.config)
+            max_length=max_length, model_config=self.config, truncation=truncation,
+            prefix_in_budget=prefix_in_budget)
         self.pad_token_id = self._pad_id()
         if padding_side not in (None, "left", "right"):
             raise ConfigError(f"padding_side must be left or right, not {padding_side!r}")

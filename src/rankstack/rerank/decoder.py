@@ -1,21 +1,23 @@
 """Decoder-only (LLM) pointwise re-rankers: RankLLaMA and yes/no prompting.
 
 * ``rankllama`` (Ma et al. 2023, tevatron): a decoder with a 1-label sequence-classification
-  head (``LlamaForSequenceClassification``). Input as in the model card,
-  ``tokenizer(f"query: {q}", f"document: {title} {text}</s>")``: the tokenizer's own pair
-  layout (Llama: ``<s> A <s> B``) around ``query: {query}`` and ``document: {doc}``, then
-  ``</s>``. Each part is tokenized on its own, as tevatron does. The score is the head's
-  output at the last real token (``score_kind="logit"``). Padding is on the right and the pad
-  id is never the id of a row's last real token (HF pools at the rightmost non-pad token; Llama
-  has no pad token and padding with ``</s>`` would pool one token too early).
+  head (``LlamaForSequenceClassification``). Inputs exactly as tevatron's RankLLaMA inference
+  builds them (``examples/rankllama/data.py``): ``query: {query}`` and ``document: {doc}`` are
+  each tokenized without special tokens and cut in token space to ``query_length`` (32) and
+  ``doc_length`` (161 = tevatron's ``p_max_len - 3``) tokens *including* their prefixes, then
+  joined as ``<s> query-ids <s> document-ids`` with **no** ``</s>`` (``append_eos=True`` adds
+  one, as the model card's ``tokenizer(..., f"document: ... </s>")`` variant does). The score
+  is the head's output at the last real token (``score_kind="logit"``). Padding is on the
+  right and the pad id is never the id of a row's last real token (HF pools at the rightmost
+  non-pad token; Llama has no pad token and padding with a real id would pool too early).
   ``lora=`` loads a PEFT adapter over the base model and merges it (the published
   ``castorini/rankllama-v1-7b-lora-passage`` is such an adapter over Llama-2-7B).
 * ``yes-no``: a causal LM asked whether the passage answers the query, with a prompt that ends
   where the answer starts; the score is read from next-token logits at the last position:
   ``logit(Yes) - logit(No)`` (``score="logit_diff"``, default) or log-softmax over
-  {Yes, No} taking Yes (``score="log_prob"``). The answer tokens are found by tokenizing the
-  prompt followed by ``" Yes"``/``" No"`` (``"Yes"``/``"No"`` after a chat template's
-  generation prompt), or given explicitly. Left padding with explicit position ids, so the
+  {Yes, No} taking Yes (``score="log_prob"``). The answer tokens follow the one rule of
+  :mod:`rankstack.rerank.answer` (shared with the LLM pointwise re-ranker), or are given
+  explicitly. Left padding with explicit position ids, so the
   last position is every row's real last token and positions start at 0 in every row.
 """
 
@@ -27,11 +29,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rankstack.errors import ConfigError, require
+from rankstack.rerank.answer import answer_tokens, drop_tail
 from rankstack.rerank.batching import Batch
 from rankstack.rerank.prompted import (
     PromptScorer,
     accepts,
-    continuation_token_id,
     resolve_token_id,
 )
 from rankstack.rerank.runtime import TokenRowsFP32, fp32_classifier_head
@@ -60,13 +62,14 @@ class RankLlamaScorer(PromptScorer):
     default_max_length: ClassVar[int] = 4096
 
     def __init__(self, model: Any, tokenizer: Any, *, query_template: str = "query: {query}",
-                 doc_template: str = "document: {doc}", append_eos: bool = True,
+                 doc_template: str = "document: {doc}", append_eos: bool = False,
                  **kwargs: Any) -> None:
-        kwargs.setdefault("doc_length", 164)  # tevatron's passage setting (q 32, p 164)
+        kwargs.setdefault("doc_length", 161)  # tevatron: p_max_len 164 - 3, prefix included
         super().__init__(model, tokenizer, **kwargs)
         self.query_template = _one_placeholder(query_template, "query", "query_template")
         self.doc_template = _one_placeholder(doc_template, "doc", "doc_template")
         self.layout = SpecialLayout.from_tokenizer(tokenizer)
+        self.append_eos = append_eos
         self.suffix: list[int] = []
         if append_eos:
             if tokenizer.eos_token_id is None:
@@ -80,7 +83,8 @@ class RankLlamaScorer(PromptScorer):
         model.config.pad_token_id = self.pad_token_id
         if self._half_precision():
             fp32_classifier_head(model)
-        self._set_overhead(self._render_ids)
+        if self.max_length - len(self._join([], [])) < 2:
+            raise ConfigError(f"max_length {self.max_length} leaves no room for text")
 
     @classmethod
     def _model_kwargs(cls) -> dict[str, Any]:
@@ -109,17 +113,40 @@ class RankLlamaScorer(PromptScorer):
                 return int(v)
         return 1  # only reached when id 0 is the suffix token
 
-    def _render_ids(self, queries: list[str], docs: list[str]) -> list[list[int]]:
-        enc = self.tokenizer
-        a = [self.query_template.replace("{query}", q) for q in queries]
-        b = [self.doc_template.replace("{doc}", d) for d in docs]
-        ia = enc(a, add_special_tokens=False, verbose=False)["input_ids"]
-        ib = enc(b, add_special_tokens=False, verbose=False)["input_ids"]
-        return [self.layout.build_pair(x, y)[0] + self.suffix for x, y in zip(ia, ib, strict=True)]
+    def _join(self, q: list[int], d: list[int]) -> list[int]:
+        """``<s> q <s> d`` (+ ``</s>``); the tokenizer's pair layout when it has no bos."""
+        bos = self.tokenizer.bos_token_id
+        if bos is None:
+            return self.layout.build_pair(q, d)[0] + self.suffix
+        return [int(bos), *q, int(bos), *d, *self.suffix]
+
+    def _segment_ids(self, texts: list[str]) -> list[list[int]]:
+        uniq = list(dict.fromkeys(texts))
+        ids = self.tokenizer(uniq, add_special_tokens=False, verbose=False)["input_ids"]
+        by = dict(zip(uniq, ids, strict=True))
+        return [list(by[t]) for t in texts]
 
     def _encode(self, queries: Sequence[str], passages: Sequence[str]) -> list[Encoded]:
-        return [Encoded(x) for x in self._fit(self._render_ids, queries, passages,
-                                              self._overhead)]
+        if len(queries) != len(passages):
+            raise ValueError(f"{len(queries)} queries but {len(passages)} passages")
+        qa = self._segment_ids([self.query_template.replace("{query}", q) for q in queries])
+        db = self._segment_ids([self.doc_template.replace("{doc}", d) for d in passages])
+        out = []
+        fixed = len(self._join([], []))
+        for q, d in zip(qa, db, strict=True):
+            q_cut, d_cut = len(q) > self.query_length, len(d) > self.doc_length
+            q, d = q[: self.query_length], d[: self.doc_length]
+            room = self.max_length - fixed - len(q)
+            if room < 1:
+                raise ConfigError(f"max_length {self.max_length} is too small for a "
+                                  f"{len(q)}-token query")
+            if len(d) > room:
+                d, d_cut = d[:room], True
+            self.counts.queries += q_cut
+            self.counts.passages += d_cut
+            out.append(Encoded(self._join(q, d)))
+        self.counts.encoded += len(out)
+        return out
 
     def _pad_id(self) -> int:
         return self.pad_token_id
@@ -169,20 +196,25 @@ class YesNoScorer(PromptScorer):
         if chat and not getattr(tokenizer, "chat_template", None):
             raise ConfigError(f"{self.name}: chat=True but the tokenizer has no chat template")
         context = self._prompt_texts(["q"], ["d"])[0]
-        ids, tails = [], []
-        for tok, word, what in ((yes_token, "Yes", "yes_token"), (no_token, "No", "no_token")):
-            if tok is None:
-                tid, tail = continuation_token_id(tokenizer, context,
-                                                  word if chat else " " + word, f"yes-no {what}")
+        tails: list[list[int]] = []
+        if yes_token is None and no_token is None:  # the one answer-token rule
+            ids, tail = answer_tokens(
+                lambda t: tokenizer(t, add_special_tokens=False)["input_ids"], context,
+                ["Yes", "No"], "yes-no")
+            tails = [tail]
+        else:
+            ids = []
+            for tok, word, what in ((yes_token, "Yes", "yes_token"), (no_token, "No", "no_token")):
+                if tok is not None:
+                    ids.append(resolve_token_id(tokenizer, tok, f"yes-no {what}"))
+                    continue
+                (tid,), tail = answer_tokens(
+                    lambda t: tokenizer(t, add_special_tokens=False)["input_ids"], context,
+                    [word], "yes-no")
                 ids.append(tid)
                 tails.append(tail)
-            else:
-                ids.append(resolve_token_id(tokenizer, tok, f"yes-no {what}"))
-        if ids[0] == ids[1]:
-            raise ConfigError(f"yes-no: Yes and No resolve to the same token id {ids[0]}")
-        if len(tails) == 2 and tails[0] != tails[1]:
-            raise ConfigError("yes-no: Yes and No merge differently with the prompt's end; give "
-                              "yes_token and no_token explicitly")
+            if ids[0] == ids[1]:
+                raise ConfigError(f"yes-no: Yes and No resolve to the same token id {ids[0]}")
         self.token_ids = ids
         # under bf16/fp16 weights the Yes/No rows of the LM head are computed in float32
         self._rows = TokenRowsFP32(model, ids) if self._half_precision() else None
@@ -208,14 +240,8 @@ class YesNoScorer(PromptScorer):
         # a chat template writes its own bos; plain prompts get the tokenizer's special tokens
         out = self.tokenizer(self._prompt_texts(queries, docs), add_special_tokens=not self.chat,
                              verbose=False)["input_ids"]
-        k = len(getattr(self, "drop_tail", ()))
-        if not k:
-            return [list(x) for x in out]
-        for x in out:
-            if list(x[-k:]) != self.drop_tail:
-                raise ConfigError("yes-no: a prompt does not end with the template's usual "
-                                  "tokens; give yes_token and no_token explicitly")
-        return [list(x[:-k]) for x in out]
+        tail = getattr(self, "drop_tail", [])
+        return [drop_tail(x, tail, "yes-no") for x in out]
 
     def _encode(self, queries: Sequence[str], passages: Sequence[str]) -> list[Encoded]:
         return [Encoded(x) for x in self._fit(self._render_ids, queries, passages,

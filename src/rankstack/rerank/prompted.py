@@ -58,23 +58,12 @@ def resolve_token_id(tokenizer: Any, token: str | int, what: str) -> int:
 
 def continuation_token_id(tokenizer: Any, context: str, word: str, what: str
                           ) -> tuple[int, list[int]]:
-    """The first token of ``word`` when it is written right after ``context``.
+    """The first token of ``word`` written right after ``context`` and the tail of
+    ``context`` that merges into it (:func:`rankstack.rerank.answer.continuation_token`)."""
+    from rankstack.rerank.answer import continuation_token
 
-    Found by tokenizing ``context`` and ``context + word`` (robust to how a tokenizer marks
-    spaces: ``▁Yes`` / ``ĠYes`` / ``Yes``). Returns ``(token id, tail)``: ``tail`` is the
-    ids at the end of ``context`` that merge into the word (e.g. a chat template's trailing
-    space ``▁`` before ``▁Yes``); a prompt must drop them so the model predicts the word as the
-    text ``context + word`` would be tokenized. Usually empty.
-    """
-    a = tokenizer(context, add_special_tokens=False)["input_ids"]
-    b = tokenizer(context + word, add_special_tokens=False)["input_ids"]
-    k = 0
-    while k < min(len(a), len(b)) and a[k] == b[k]:
-        k += 1
-    if k == len(b) or len(a) - k > 2:
-        raise ConfigError(f"{what}: cannot find the token of {word!r} after the prompt (it "
-                          f"merges with the prompt's end); give the token explicitly")
-    return int(b[k]), [int(x) for x in a[k:]]
+    return continuation_token(lambda t: tokenizer(t, add_special_tokens=False)["input_ids"],
+                              context, word, what)
 
 
 class TextCutter:

@@ -23,6 +23,8 @@ SCORERS: dict[str, str] = {}
 SCORERS.update({
     "cross-encoder": "rankstack.rerank.cross_encoder:CrossEncoderScorer",
     "bi-encoder": "rankstack.rerank.bi_encoder:BiEncoderScorer",
+    # cross-encoders saved by lightning-ir (monoELECTRA / Rank-DistiLLM checkpoints)
+    "lightning-ir": "rankstack.rerank.lightning_ir:LightningIRCrossEncoderScorer",
 })
 
 # T5 (encoder-decoder) and decoder-only families

@@ -140,6 +140,22 @@ class RerankReport:
         return (f"{self.model}: {' and '.join(parts)} were truncated to the token budget "
                 f"({shown}); this changes scores. To raise it: {how}")
 
+    def warnings(self) -> list[str]:
+        """What a user must hear about this call: missing inputs, truncation that may change
+        results, LLM output that needed repair."""
+        out = []
+        if self.missing_docs or self.missing_queries:
+            out.append(f"{self.model}: {self.missing_docs} docs and {self.missing_queries} "
+                       f"queries missing from the inputs (skipped or kept, counted)")
+        t = self.truncation_warning()
+        if t:
+            out.append(t)
+        if self.repairs.get("repaired_windows"):
+            out.append(f"{self.model}: LLM output needed repair in "
+                       f"{self.repairs['repaired_windows']} of {self.repairs.get('windows', '?')}"
+                       f" windows (counted in the report)")
+        return out
+
     def print_table(self, console: Any = None, max_rows: int = 20) -> None:
         """A per-query usage table (LLM re-rankers) and the notes, on stderr."""
         from rich.console import Console
@@ -149,8 +165,9 @@ class RerankReport:
         if self.mode:
             t = Table(title=f"LLM {self.mode} re-ranking: {self.backend.get('model')} "
                             f"({self.backend.get('backend')}, {self.template})")
-            for col in ("query", "calls", "cache hits", "prompt tok", "gen tok", "wall s"):
-                t.add_column(col, justify="left" if col == "query" else "right")
+            from rankstack.tables import add_columns
+
+            add_columns(t, ("query", "calls", "cache hits", "prompt tok", "gen tok", "wall s"))
             rows = list(self.per_query.items())
             for qid, u in rows[:max_rows]:
                 t.add_row(qid, str(u.calls), str(u.cache_hits), str(u.prompt_tokens),

@@ -8,7 +8,8 @@ All three encode a prompt with the encoder, run **one** decoder step from
   (``score_kind="log_prob"``: log P(true | true-or-false), <= 0).
 * ``twolar`` (Baldelli et al. 2024, github.com/Dundalia/TWOLAR): prompt
   ``Query: {query} Document: {doc} Relevant: `` (their trailing space is dropped by T5's
-  whitespace pre-tokenizer), inputs capped at 500 tokens as in their code; score =
+  whitespace pre-tokenizer), inputs capped at 500 tokens as in their code (with
+  ``truncation="tail"``, the preset's choice, exactly their whole-string cut); score =
   logit(``▁true``) - logit(``▁false``) (their default "difference" strategy,
   ``score_kind="logit_diff"``).
 * ``rankt5`` (Zhuang et al. 2023): ``Query: {query} Document: {doc}``; score = the raw logit of
@@ -59,9 +60,17 @@ class T5PointwiseScorer(PromptScorer):
     default_template: ClassVar[str]
 
     def __init__(self, model: Any, tokenizer: Any, *, template: str | None = None,
-                 **kwargs: Any) -> None:
+                 truncation: str = "budgets", **kwargs: Any) -> None:
         super().__init__(model, tokenizer, **kwargs)
         self.template = check_template(template or self.default_template)
+        if truncation not in ("budgets", "tail"):
+            raise ConfigError(f"{self.family} truncation must be 'budgets' or 'tail', not "
+                              f"{truncation!r}")
+        #: ``budgets``: query/passage budgets, the template always kept (rankstack, and
+        #: pyterrier_t5 keeps the prompt too); ``tail``: the whole prompt tokenized and cut at
+        #: ``max_length`` from the end, the final ``</s>`` kept (``tokenizer(..., truncation=True,
+        #: max_length=...)`` as TWOLAR and pygaggle do: a long passage loses ``Relevant:``).
+        self.truncation = truncation
         start = getattr(model.config, "decoder_start_token_id", None)
         if start is None:
             raise ConfigError(f"{self.name}: model config has no decoder_start_token_id; "
@@ -82,8 +91,19 @@ class T5PointwiseScorer(PromptScorer):
                                                 verbose=False)["input_ids"]]
 
     def _encode(self, queries: Sequence[str], passages: Sequence[str]) -> list[Encoded]:
+        if self.truncation == "tail":
+            return self._encode_tail(queries, passages)
         return [Encoded(x) for x in self._fit(self._render_ids, queries, passages,
                                               self._overhead)]
+
+    def _encode_tail(self, queries: Sequence[str], passages: Sequence[str]) -> list[Encoded]:
+        texts = [render(self.template, q, d) for q, d in zip(queries, passages, strict=True)]
+        full = self._render_ids(list(queries), list(passages))
+        cut = self.tokenizer(texts, add_special_tokens=True, truncation=True,
+                             max_length=self.max_length, verbose=False)["input_ids"]
+        self.counts.passages += sum(len(a) != len(b) for a, b in zip(full, cut, strict=True))
+        self.counts.encoded += len(cut)
+        return [Encoded(list(x)) for x in cut]
 
     def first_step_logits(self, batch: Batch) -> Any:
         """Next-token logits (torch, float32, ``(b, len(token_ids))``) at the first decoder

@@ -27,6 +27,7 @@ DEFAULT_DOC_LENGTH = 480
 
 Truncation = Literal["budgets", "longest_first"]
 TRUNCATIONS = ("budgets", "longest_first")
+_UNCAPPED = 1 << 40
 
 
 
@@ -178,6 +179,13 @@ class PairEncoder:
     ``max_length`` caps the whole input including special tokens (the query is kept first,
     the passage gets what is left). Use :meth:`from_tokenizer` to fill ``max_length`` from
     the tokenizer / model config.
+
+    ``truncation``: ``"budgets"`` (default: the per-side budgets above) or
+    ``"longest_first"`` (pairs only: no per-side budgets, tokens are taken from the longer side
+    until the pair fits ``max_length``, exactly as a Hugging Face tokenizer called with
+    ``truncation=True`` - what sentence-transformers' ``CrossEncoder`` does).
+    ``prefix_in_budget``: in :meth:`encode_single`, the prefix counts against the budget (as
+    tevatron truncates ``"query: " + text``); default False (the prefix comes free).
     """
 
     tokenizer: Any
@@ -187,8 +195,13 @@ class PairEncoder:
     use_token_type_ids: bool = True
     counts: TruncationCounts = field(default_factory=TruncationCounts)
     layout: SpecialLayout | None = None
+    truncation: Truncation = "budgets"
+    prefix_in_budget: bool = False
 
     def __post_init__(self) -> None:
+        if self.truncation not in TRUNCATIONS:
+            raise ConfigError(f"truncation must be one of {', '.join(TRUNCATIONS)}, "
+                              f"not {self.truncation!r}")
         for name in ("query_length", "doc_length", "max_length"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -253,6 +266,8 @@ class PairEncoder:
             raise ValueError(f"{len(queries)} queries but {len(passages)} passages")
         lay = self.layout
         assert lay is not None
+        if self.truncation == "longest_first":
+            return self._encode_pairs_longest_first(queries, passages)
         q_budget = min(self.query_length, self.max_length - lay.n_pair - 1)
         q_ids = self._tokenize_distinct(queries, q_budget, kind="queries")
         d_ids, d_cut = self.tokenize(passages, self.doc_length)
@@ -268,12 +283,31 @@ class PairEncoder:
         self.counts.encoded += len(out)
         return out
 
+    def _encode_pairs_longest_first(self, queries: Sequence[str], passages: Sequence[str]
+                                    ) -> list[Encoded]:
+        lay = self.layout
+        assert lay is not None
+        room = self.max_length - lay.n_pair
+        # whole lengths decide which side gives up tokens, so both are tokenized in full
+        q_ids = self._tokenize_distinct(queries, _UNCAPPED, kind="none")
+        d_ids, _ = self.tokenize(passages, _UNCAPPED)
+        out: list[Encoded] = []
+        for q, d in zip(q_ids, d_ids, strict=True):
+            n_q, n_d = longest_first_lengths(len(q), len(d), room)
+            self.counts.queries += n_q < len(q)
+            self.counts.passages += n_d < len(d)
+            ids, types = lay.build_pair(q[:n_q], d[:n_d])
+            out.append(Encoded(ids, types if self.use_token_type_ids else None))
+        self.counts.encoded += len(out)
+        return out
+
     def encode_single(self, texts: Sequence[str], budget: int | None = None, *,
                       kind: Literal["queries", "passages"] = "passages",
                       prefix: str = "", suffix_ids: Sequence[int] = ()) -> list[Encoded]:
         """Encode texts alone (bi-encoders): ``special + (prefix + text)[:budget] + suffix_ids``.
 
-        ``prefix`` (e.g. ``"query: "``) does not use up the budget;
+        ``prefix`` (e.g. ``"query: "``) does not use up the budget (unless
+        ``prefix_in_budget``);
         ``suffix_ids`` (e.g. ``[eos_token_id]``) are appended after the text. The whole input is
         capped at ``max_length``.
         """
@@ -287,7 +321,7 @@ class PairEncoder:
         room = self.max_length - lay.n_single - len(suffix_ids)
         if room - n_pre < 1:
             raise ConfigError(f"max_length {self.max_length} leaves no room for text")
-        budget = min(budget + n_pre, room)
+        budget = min(budget if self.prefix_in_budget else budget + n_pre, room)
         joined = [prefix + t for t in texts]
         ids = (self._tokenize_distinct(joined, budget, kind=kind) if kind == "queries"
                else self._tokenize_counted(joined, budget, kind))
@@ -314,9 +348,26 @@ class PairEncoder:
         n_cut = sum(by_text[t][1] for t in texts)
         if kind == "queries":
             self.counts.queries += n_cut
-        else:
+        elif kind == "passages":
             self.counts.passages += n_cut
         return [by_text[t][0] for t in texts]
+
+
+def longest_first_lengths(n_a: int, n_b: int, room: int) -> tuple[int, int]:
+    """Lengths kept of two sequences under ``longest_first`` truncation to ``room`` tokens.
+
+    The rule of the Hugging Face ``tokenizers`` library: nothing is cut when both fit; else
+    the shorter side is kept whole when it leaves the longer side at least as many tokens;
+    else both get half of ``room`` (the longer side the odd token).
+    """
+    if n_a + n_b <= room:
+        return n_a, n_b
+    short = min(n_a, n_b)
+    keep_short, keep_long = short, max(short, room - short)
+    if short > room or keep_short + keep_long > room:
+        keep_short = room // 2
+        keep_long = keep_short + room % 2
+    return (keep_long, keep_short) if n_a > n_b else (keep_short, keep_long)
 
 
 def _cut_at_space(text: str, cap: int) -> str:

@@ -14,12 +14,18 @@ Policies (documented and counted, never silent):
   tokens are all absent from the index vocabulary, gets an **empty Ranking** (it is kept in
   the Run). :attr:`BM25Index.last_search_stats` counts both cases and a warning is logged.
 * Ties follow rankstack's one rule (score desc, then doc id asc), including at the ``k``
-  cut-off: when the k-th and (k+1)-th scores are equal the query is re-scored over the whole
-  index so the cut picks the smallest doc ids.
+  cut-off. The numba backend selects by that rule directly (a cached kernel,
+  :mod:`rankstack.retrieve._bm25_numba`, bit-identical float32 scores to bm25s's); the numpy
+  backend takes bm25s's top-(k+1) and, when the k-th and (k+1)-th scores are equal, re-scores
+  the query over the whole index so the cut picks the smallest doc ids (counted in
+  ``boundary_ties_rescored``).
+* Rankings are :class:`~rankstack.records.ArrayRanking`: array-backed, ScoredDoc objects are
+  made only when ``.docs`` is read.
 
 On disk an index is a directory of plain files: bm25s's own arrays and JSON
 (``*.index.npy``, ``vocab.index.json``, ``params.index.json``), ``docids.txt`` (one doc id
-per line, in index order) and the ``rankstack.json`` manifest. Saving is atomic: the files
+per line, in index order) and the ``rankstack.json`` manifest (which also records the backend
+the index was built with, the default when it is loaded). Saving is atomic: the files
 are written to a temporary sibling directory that then replaces the target.
 """
 
@@ -39,7 +45,7 @@ import numpy as np
 
 from rankstack.errors import ConfigError, InputError, require
 from rankstack.io import atomic_write
-from rankstack.records import Doc, Query, Ranking, Run, ScoredDoc, unique_docs
+from rankstack.records import ArrayRanking, Doc, Query, Ranking, Run, unique_docs
 
 log = logging.getLogger("rankstack.retrieve.bm25")
 # bm25s sets its own logger to DEBUG at import, which floods any app logging at INFO.
@@ -131,13 +137,17 @@ class BM25Index:
     """
 
     def __init__(self, retriever: Any, doc_ids: list[str], params: dict[str, Any],
-                 backend: str) -> None:
+                 backend: str, backend_setting: Backend = "auto") -> None:
         self._bm25 = retriever
         self.doc_ids = doc_ids
         self.params = params
+        #: the backend in use ("numba" or "numpy") and the setting it was resolved from
         self.backend = backend
+        self.backend_setting = backend_setting
         self.last_search_stats = SearchStats()
         self._stemmer_obj = _stemmer(params["stemmer"])
+        self._id_rank_cache: np.ndarray | None = None
+        self._doc_id_cache: np.ndarray | None = None
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -183,7 +193,10 @@ class BM25Index:
         params = {"k1": k1, "b": b, "method": method, "stemmer": stemmer,
                   "stopwords": stopwords, "lower": True, "token_pattern": TOKEN_PATTERN}
         log.info("indexed %d docs, %d terms", len(ids), len(retriever.vocab_dict))
-        return cls(retriever, ids, params, be)
+        index = cls(retriever, ids, params, be, backend)
+        index._id_rank()  # the search-side caches, built here while the ids are at hand
+        index._doc_id_array()
+        return index
 
     def __len__(self) -> int:
         return len(self.doc_ids)
@@ -207,6 +220,8 @@ class BM25Index:
             "rankstack_version": __version__,
             "bm25s_version": bm25s_version,
             "params": self.params,
+            "backend": self.backend,
+            "backend_setting": self.backend_setting,
             "n_docs": len(self.doc_ids),
             "doc_ids_file": DOC_IDS,
         }
@@ -245,8 +260,12 @@ class BM25Index:
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike[str], *, mmap: bool = True,
-             backend: Backend = "auto") -> BM25Index:
+             backend: Backend | None = None) -> BM25Index:
         """Load an index written by :meth:`save`; ``mmap`` maps the arrays instead of reading.
+
+        ``backend``: None = the manifest's ``backend_setting`` (what the index was built with,
+        e.g. ``auto``; indexes from before it was recorded: ``auto``). The scores do not depend
+        on it; the speed does.
 
         Raises InputError naming the directory/file for a missing, incomplete or corrupt
         index, or one written in a newer format than this rankstack reads.
@@ -298,6 +317,11 @@ class BM25Index:
         if len(doc_ids) != n_docs:
             raise InputError(f"has {len(doc_ids)} doc ids but the manifest says {n_docs}",
                              path=ids_path)
+        if backend is None:
+            backend = manifest.get("backend_setting", "auto")
+            if backend not in ("auto", "numba", "numpy"):
+                raise InputError(f"backend_setting must be 'auto', 'numba' or 'numpy', got "
+                                 f"{backend!r}", path=mpath, field="backend_setting")
         be = _resolve_backend(backend)
         try:
             retriever = bm25s.BM25.load(str(d), mmap=mmap, load_corpus=False,
@@ -312,7 +336,7 @@ class BM25Index:
             raise InputError(f"bm25s files do not match the manifest (num_docs {num}, "
                              f"{n_lists} postings lists for term ids up to {max_tid}; "
                              f"manifest n_docs {n_docs})", path=d)
-        return cls(retriever, doc_ids, dict(params), be)
+        return cls(retriever, doc_ids, dict(params), be, backend)
 
     # ----------------------------------------------------------------- search
     def tokenize_queries(self, texts: list[str]) -> list[list[str]]:
@@ -355,7 +379,6 @@ class BM25Index:
 
         n_docs = len(self.doc_ids)
         k_eff = min(k, n_docs)
-        k_fetch = min(k_eff + 1, n_docs)  # one extra to see ties at the cut-off
         stats = SearchStats(queries=len(qlist))
         scorer = self.scorer
         rankings: dict[str, Ranking] = {}
@@ -364,7 +387,8 @@ class BM25Index:
             for start in range(0, len(qlist), batch_size):
                 batch = qlist[start:start + batch_size]
                 toks = self.tokenize_queries([q.text for q in batch])
-                todo: list[tuple[Query, list[int]]] = []
+                todo_q: list[str] = []
+                todo_t: list[list[int]] = []
                 for q, t in zip(batch, toks, strict=True):
                     if not t:
                         stats.empty_after_tokenizing.append(q.id)
@@ -373,17 +397,20 @@ class BM25Index:
                     if not tids:
                         stats.no_matching_term.append(q.id)
                         continue
-                    todo.append((q, tids))
-                if todo:
-                    res = self._bm25.retrieve([t for _, t in todo], k=k_fetch, sorted=True,
-                                              show_progress=False, n_threads=n_threads)
-                    for (q, tids), idx, sc in zip(todo, res.documents, res.scores, strict=True):
-                        rankings[q.id] = self._ranking(q.id, tids, idx, sc, k_eff, stats, scorer)
+                    todo_q.append(q.id)
+                    todo_t.append(tids)
+                if todo_q:
+                    idx, sc, counts = self._top_k(todo_t, k_eff, n_threads, stats)
+                    ids = self._doc_id_array()[idx]  # (n, k) object array: no new str objects
+                    stats.fewer_than_k += int((counts < k_eff).sum())
+                    for i, (qid, n) in enumerate(zip(todo_q, counts.tolist(), strict=True)):
+                        rankings[qid] = ArrayRanking.from_arrays(qid, ids[i, :n], sc[i, :n],
+                                                                 scorer)
                 bar.update(len(batch))
         # Empty rankings keep their place in the query order.
         run = Run({}, name or "bm25")
         for q in qlist:
-            run.add(rankings.get(q.id) or Ranking(q.id, [], scorer))
+            run.add(rankings[q.id] if q.id in rankings else Ranking(q.id, [], scorer))
         self.last_search_stats = stats
         if stats.empty_after_tokenizing:
             log.warning("%d query(ies) have no tokens after stopword removal; they get empty "
@@ -398,37 +425,61 @@ class BM25Index:
 
     def _id_rank(self) -> np.ndarray:
         """Position of each doc (by index) in plain string order of doc ids; cached."""
-        if getattr(self, "_id_rank_cache", None) is None:
+        if self._id_rank_cache is None:
             order = sorted(range(len(self.doc_ids)), key=self.doc_ids.__getitem__)
             rank = np.empty(len(order), dtype=np.int64)
             rank[order] = np.arange(len(order))
             self._id_rank_cache = rank
         return self._id_rank_cache
 
-    def _ranking(self, qid: str, tids: list[int], idx: np.ndarray, sc: np.ndarray, k: int,
-                 stats: SearchStats, scorer: str) -> Ranking:
-        idx, sc = np.asarray(idx), np.asarray(sc)
-        if len(sc) > k and sc[k] > 0 and sc[k] == sc[k - 1]:
+    def _doc_id_array(self) -> np.ndarray:
+        """The doc ids as a numpy object array (indexing it reuses the str objects); cached."""
+        if self._doc_id_cache is None:
+            arr = np.empty(len(self.doc_ids), dtype=object)
+            arr[:] = self.doc_ids
+            self._doc_id_cache = arr
+        return self._doc_id_cache
+
+    def _top_k(self, tids: list[list[int]], k: int, n_threads: int, stats: SearchStats,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(doc_index[n, k], score[n, k], count[n])`` by the rankstack rule, per query.
+
+        numba: one cached kernel (:mod:`rankstack.retrieve._bm25_numba`) does scoring, the
+        cut and the tie-break. numpy: bm25s's top-(k+1), then a vectorised tie-break; a row
+        whose k-th and (k+1)-th scores tie is re-scored over the whole index.
+        """
+        if self.backend == "numba":
+            from rankstack.retrieve import _bm25_numba
+
+            return _bm25_numba.run(self._bm25, tids, k, self._id_rank())
+        n_docs = len(self.doc_ids)
+        k_fetch = min(k + 1, n_docs)  # one extra to see ties at the cut-off
+        res = self._bm25.retrieve(tids, k=k_fetch, sorted=True, show_progress=False,
+                                  n_threads=n_threads)
+        idx = np.asarray(res.documents, dtype=np.int64).reshape(len(tids), k_fetch)
+        sc = np.asarray(res.scores).reshape(len(tids), k_fetch)
+        out_i = np.zeros((len(tids), k), dtype=np.int64)
+        out_s = np.zeros((len(tids), k), dtype=sc.dtype)
+        counts = np.zeros(len(tids), dtype=np.int64)
+        tie = (sc[:, k] > 0) & (sc[:, k] == sc[:, k - 1]) if k_fetch > k \
+            else np.zeros(len(tids), dtype=bool)
+        rank = self._id_rank()
+        plain = np.nonzero(~tie)[0]
+        if len(plain):
+            pi, ps = idx[plain, :k], sc[plain, :k]
+            ps_key = np.where(ps > 0, -ps, np.inf)  # non-matching docs sort last
+            order = np.lexsort((rank[pi], ps_key), axis=-1)
+            pi = np.take_along_axis(pi, order, axis=1)
+            ps = np.take_along_axis(ps, order, axis=1)
+            out_i[plain], out_s[plain] = pi, ps
+            counts[plain] = (ps > 0).sum(axis=1)
+        for row in np.nonzero(tie)[0].tolist():
             # A tie straddles the cut-off: bm25s picked arbitrary members of it. Re-score
             # the whole index and cut by the rankstack rule (score desc, doc id asc).
             stats.boundary_ties_rescored += 1
-            full = np.asarray(self._bm25.get_scores_from_ids(tids))
-            idx = np.nonzero(full >= sc[k - 1])[0]
-            sc = full[idx]
-        else:
-            idx, sc = idx[:k], sc[:k]
-            keep = sc > 0
-            idx, sc = idx[keep], sc[keep]
-        # rankstack's tie-break rule, vectorized: score desc, then doc id asc.
-        order = np.lexsort((self._id_rank()[idx], -sc))[:k]
-        ids = [self.doc_ids[i] for i in idx[order].tolist()]
-        scores = sc[order].astype(np.float64).tolist()
-        # Built without Ranking.__post_init__ (its per-doc checks dominated search time):
-        # its invariants hold by construction: distinct indices give distinct ids, BM25
-        # scores are finite, and the lexsort above is rank_key order.
-        ranking = Ranking.__new__(Ranking)
-        ranking.query_id, ranking.scorer = qid, scorer
-        ranking.docs = list(map(ScoredDoc, ids, scores))
-        if len(ranking.docs) < k:
-            stats.fewer_than_k += 1
-        return ranking
+            full = np.asarray(self._bm25.get_scores_from_ids(tids[row]))
+            cand = np.nonzero(full >= sc[row, k - 1])[0]
+            order = np.lexsort((rank[cand], -full[cand]))[:k]
+            out_i[row], out_s[row] = cand[order], full[cand[order]]
+            counts[row] = k
+        return out_i, out_s, counts

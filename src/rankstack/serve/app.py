@@ -7,13 +7,16 @@
   positions), so equal scores are ordered by that id *as a string*.
 * ``POST /search`` ``{"query": str, "k": int}`` over the loaded index (BM25 or dense); only
   present when the server was started with an index.
-* ``GET /health`` (never needs a token), ``GET /stats`` (micro-batching counters),
+* ``GET /health`` (never needs a token), ``GET /stats`` (micro-batching counters, and
+  ``requests``: bodies refused, clients that disconnected, deadlines exceeded),
   ``GET /openapi.json``.
 
 Scores are the scorer's raw output (``score_kind`` in every response says what they are).
 Bad requests get 4xx with a ``detail`` message: 422 for schema/limit violations (with one
 ``errors`` entry per problem, locating the field), 413 for a body over ``max_body_bytes``,
-400 for ids without a loaded corpus, 401 for a missing token, 403 for a wrong one.
+400 for ids without a loaded corpus, 401 for a missing token, 403 for a wrong one, 504 past the
+per-request deadline. The body limit, the deadline and cancellation on client disconnect are
+:class:`rankstack.serve.server.RequestLimits`.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI must resolve the annotations of the
@@ -21,7 +24,7 @@ Bad requests get 4xx with a ``detail`` message: 422 for schema/limit violations 
 import asyncio
 import hmac
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Protocol
@@ -29,6 +32,7 @@ from typing import Annotated, Any, Protocol
 from rankstack.errors import ConfigError, require
 from rankstack.records import Doc, Query, Ranking, Run, ScoredDoc
 from rankstack.serve.batching import MicroBatcher, ScoreFn
+from rankstack.serve.server import RequestLimits, RequestStats
 
 
 class Searcher(Protocol):
@@ -54,8 +58,10 @@ class ServiceSettings:
     max_id_chars: int = 256
     #: largest k of /search
     max_k: int = 1000
-    #: request bodies over this size get 413 before parsing
+    #: request bodies over this size get 413 before parsing (chunked bodies too)
     max_body_bytes: int = 16 * 1024 * 1024
+    #: seconds a request may take, body to response (None = no limit); past it: 504
+    request_timeout_s: float | None = 300.0
     #: micro-batching: pairs per model call, wait to gather, requests per batch (1 = off)
     max_batch_pairs: int = 256
     max_wait_ms: float = 5.0
@@ -68,6 +74,9 @@ class ServiceSettings:
                      "max_k", "max_body_bytes", "max_batch_pairs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"serve setting {name} must be >= 1, got {getattr(self, name)}")
+        if self.request_timeout_s is not None and not self.request_timeout_s > 0:
+            raise ConfigError(f"serve setting request_timeout_s must be > 0 (or None), got "
+                              f"{self.request_timeout_s}")
         if self.token is not None and not self.token.strip():
             raise ConfigError("serve token must not be empty")
 
@@ -251,20 +260,10 @@ def create_app(
         return JSONResponse({"detail": f"invalid request: {head}{more}", "errors": errors},
                             status_code=422)
 
-    @app.middleware("http")
-    async def _body_limit(request: Request, call_next: Callable):
-        size = request.headers.get("content-length")
-        if size is not None:
-            try:
-                too_big = int(size) > s.max_body_bytes
-            except ValueError:
-                return JSONResponse({"detail": "invalid Content-Length header"}, status_code=400)
-            if too_big:
-                return JSONResponse(
-                    {"detail": f"request body of {size} bytes exceeds the limit of "
-                               f"{s.max_body_bytes} bytes (setting max_body_bytes)"},
-                    status_code=413)
-        return await call_next(request)
+    request_stats = RequestStats()
+    app.state.request_stats = request_stats
+    app.add_middleware(RequestLimits, max_body_bytes=s.max_body_bytes,
+                       deadline_s=s.request_timeout_s, stats=request_stats)
 
     @app.get("/health", response_model=Health)
     async def health() -> Health:
@@ -273,7 +272,8 @@ def create_app(
 
     @app.get("/stats", dependencies=[Depends(auth)])
     async def stats() -> dict[str, Any]:
-        return {"batching": batcher.stats.as_dict(), "settings": s.public()}
+        return {"batching": batcher.stats.as_dict(), "requests": request_stats.as_dict(),
+                "settings": s.public()}
 
     @app.post("/rerank", response_model=RerankResponse, dependencies=[Depends(auth)],
               responses={400: {"description": "ids given but no corpus loaded"},

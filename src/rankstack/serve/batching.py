@@ -4,8 +4,14 @@ A single worker task takes the first queued request, then keeps gathering reques
 ``max_wait_ms`` or until ``max_batch_pairs`` pairs / ``max_batch_requests`` requests are
 collected, runs **one** ``score_pairs`` call in a dedicated thread (so the event loop keeps
 accepting requests and the model is never called concurrently), and resolves each request's
-future with its slice of the scores. A request is never split across batches; a request
-larger than ``max_batch_pairs`` is scored alone. ``max_batch_requests=1`` disables batching.
+future with its slice of the scores. ``max_batch_requests=1`` disables batching.
+
+A request larger than ``max_batch_pairs`` is scored in chunks of at most ``max_batch_pairs``,
+one after another, so other requests are served between its chunks and one large request
+cannot hold the model for long. A request whose caller is cancelled (its client disconnected,
+or its deadline passed: see :mod:`rankstack.serve.server`) stops there: its chunks not yet
+scored are dropped, and counted in ``cancelled_requests`` / ``cancelled_pairs``. A chunk
+already inside the model cannot be interrupted; it finishes and its scores are discarded.
 """
 
 from __future__ import annotations
@@ -28,18 +34,21 @@ class BatchStats:
     """Counters exposed by the service at ``GET /stats``."""
 
     batches: int = 0
+    #: requests scored (a request scored in chunks counts once; the per-batch maxima count chunks)
     requests: int = 0
     pairs: int = 0
     max_requests_per_batch: int = 0
     max_pairs_per_batch: int = 0
     failed_batches: int = 0
+    #: requests cancelled before all their scores were computed, and their pairs never scored
     cancelled_requests: int = 0
+    cancelled_pairs: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
-_Item = tuple[list[str], list[str], asyncio.Future]
+_Item = tuple[list[str], list[str], asyncio.Future, bool]  # ..., first chunk of its request
 
 
 class MicroBatcher:
@@ -77,7 +86,7 @@ class MicroBatcher:
         pending = [self._carry] if self._carry else []
         while self._queue is not None and not self._queue.empty():
             pending.append(self._queue.get_nowait())
-        for _, _, fut in pending:
+        for _, _, fut, _ in pending:
             if not fut.done():
                 fut.set_exception(RuntimeError("service is shutting down"))
         if self._executor is not None:
@@ -92,9 +101,24 @@ class MicroBatcher:
             raise ValueError("queries and passages differ in length")
         if not queries:
             return np.zeros(0, dtype=np.float32)
-        fut = asyncio.get_running_loop().create_future()
-        await self._queue.put((list(queries), list(passages), fut))
-        return await fut
+        loop = asyncio.get_running_loop()
+        qs, ps, n = list(queries), list(passages), len(queries)
+        step = self.max_batch_pairs
+        parts: list[np.ndarray] = []
+        start = 0
+        try:
+            for start in range(0, n, step):
+                fut = loop.create_future()
+                await self._queue.put((qs[start:start + step], ps[start:start + step], fut,
+                                       start == 0))
+                parts.append(await fut)
+        except asyncio.CancelledError:
+            self.stats.cancelled_requests += 1
+            # pairs after the current chunk; the current one is counted by the worker if it
+            # is still queued, or is being scored
+            self.stats.cancelled_pairs += max(0, n - start - step)
+            raise
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def _next(self, timeout: float | None) -> _Item | None:
         assert self._queue is not None
@@ -136,7 +160,7 @@ class MicroBatcher:
         while True:
             batch = await self._gather()
             live = [it for it in batch if not it[2].done()]
-            self.stats.cancelled_requests += len(batch) - len(live)
+            self.stats.cancelled_pairs += sum(len(it[0]) for it in batch if it[2].done())
             if not live:
                 continue
             qs = [q for it in live for q in it[0]]
@@ -150,7 +174,7 @@ class MicroBatcher:
                         it[2].set_exception(exc)
                 continue
             self.stats.batches += 1
-            self.stats.requests += len(live)
+            self.stats.requests += sum(1 for it in live if it[3])
             self.stats.pairs += len(qs)
             self.stats.max_requests_per_batch = max(self.stats.max_requests_per_batch, len(live))
             self.stats.max_pairs_per_batch = max(self.stats.max_pairs_per_batch, len(qs))

@@ -1,12 +1,17 @@
-"""Run the service with uvicorn: in the foreground (``rankstack serve``) or in a thread."""
+"""Run the service with uvicorn (in the foreground or in a thread), and the request limits
+every request passes through (:class:`RequestLimits`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import json
 import logging
 import socket
 import threading
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from rankstack.errors import ConfigError, require
@@ -89,3 +94,141 @@ class BackgroundServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class RequestStats:
+    """What :class:`RequestLimits` refused or cancelled (``GET /stats`` under ``requests``)."""
+
+    #: bodies over max_body_bytes (by Content-Length, or counted while a chunked body arrives)
+    body_too_large: int = 0
+    #: clients that went away before their response: their work was cancelled
+    disconnected: int = 0
+    #: requests past their deadline: cancelled, answered 504
+    deadline_exceeded: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class RequestLimits:
+    """ASGI middleware: the body limit, cancellation on disconnect, a per-request deadline.
+
+    * The body is read here, counting bytes as they arrive, whatever the framing
+      (Content-Length or chunked): past ``max_body_bytes`` the request gets 413 at once, with
+      ``Connection: close``, and the rest of the body is never read. A Content-Length over the
+      limit gets 413 before any byte of the body is read.
+    * The application then runs as a task while this middleware waits for the client's
+      disconnect; if the client goes away first, the task is cancelled (so its queued scoring
+      is dropped, see :mod:`rankstack.serve.batching`) and counted.
+    * ``deadline_s`` (None = none) bounds each request from its first byte of body to its
+      response: past it, the task is cancelled and the client gets 504.
+    """
+
+    def __init__(self, app: Any, *, max_body_bytes: int, deadline_s: float | None,
+                 stats: RequestStats) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.deadline_s = deadline_s
+        self.stats = stats
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > limit
+            except ValueError:
+                await _json(send, 400, "invalid Content-Length header")
+                return
+            if too_big:
+                self.stats.body_too_large += 1
+                await _json(send, 413, f"request body of {int(length)} bytes exceeds the limit "
+                                       f"of {limit} bytes (setting max_body_bytes)", close=True)
+                return
+        loop = asyncio.get_running_loop()
+        deadline = None if self.deadline_s is None else loop.time() + self.deadline_s
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                self.stats.disconnected += 1
+                return
+            body = msg.get("body", b"")
+            size += len(body)
+            if size > limit:
+                self.stats.body_too_large += 1
+                await _json(send, 413, f"request body exceeds the limit of {limit} bytes "
+                                       f"(setting max_body_bytes; {size} bytes received before "
+                                       f"the request was refused)", close=True)
+                return
+            chunks.append(body)
+            more = msg.get("more_body", False)
+        await self._run(scope, b"".join(chunks), receive, send, deadline)
+
+    async def _run(self, scope: dict, body: bytes, receive: Any, send: Any,
+                   deadline: float | None) -> None:
+        gone = asyncio.Event()
+        body_given = False
+        started = False
+
+        async def app_receive() -> dict:
+            nonlocal body_given
+            if not body_given:
+                body_given = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def app_send(msg: dict) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        task = asyncio.ensure_future(self.app(scope, app_receive, app_send))
+        # With the body read, the server's next message is http.disconnect: the client went
+        # away (or, once the response is complete, the cycle ended).
+        watcher = asyncio.ensure_future(receive())
+        timeout = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            done, _ = await asyncio.wait({task, watcher}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            if not watcher.done():
+                watcher.cancel()
+        if task in done:
+            task.result()  # re-raise the application's error to the server
+            return
+        task.cancel()
+        if watcher in done:
+            gone.set()
+            self.stats.disconnected += 1
+            log.info("client disconnected: %s %s cancelled", scope.get("method"),
+                     scope.get("path"))
+        else:
+            self.stats.deadline_exceeded += 1
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if watcher not in done and not started:
+            await _json(send, 504, f"request not answered within its deadline of "
+                                   f"{self.deadline_s:g} s (setting request_timeout_s); "
+                                   f"its work was cancelled", close=True)
+
+
+async def _json(send: Any, status: int, detail: str, *, close: bool = False) -> None:
+    body = json.dumps({"detail": detail}).encode("utf-8")
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode("ascii"))]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -6,7 +6,7 @@ Two builders, one interface:
   ``single_relevant`` (one relevant document at index 0, then N-1 negatives sampled from the
   run), ``top`` (the run's top N with their qrels labels), ``random`` (N random candidates),
   ``top_and_random`` (the top ceil(N/2) plus floor(N/2) random others). Negatives are
-  candidates whose grade is below ``min_relevance`` (unjudged = 0). Targets are qrels grades.
+  candidates whose grade is below ``binary_rel`` (unjudged = 0). Targets are qrels grades.
 * :class:`TeacherGroupBuilder`: a teacher :class:`~rankstack.records.Run` (e.g. from
   ``rankstack teach``). Strategies ``top`` and ``top_and_random`` over the teacher's top
   ``depth`` (Rank-DistiLLM samples from the teacher's top-k). Targets are
@@ -55,7 +55,7 @@ MissingDocPolicy = Literal["skip_doc", "skip_query"]
 SKIP_REASONS: dict[str, str] = {
     "missing_query_text": "the query id has no text in the given queries",
     "no_candidates": "the query has no (or an empty) ranking in the run",
-    "no_relevant": "no judged document with relevance >= min_relevance",
+    "no_relevant": "no judged document with relevance >= binary_rel",
     "relevant_not_in_candidates": "relevant documents exist, but none among the usable "
                                   "candidates (strategies top / random / top_and_random)",
     "no_relevant_in_top": "strategy 'top': relevant candidates exist, none in the top N",
@@ -273,7 +273,7 @@ class _QrelsPlan:
     pool: tuple[str, ...]  # usable candidates in run order (within depth)
     grades: Mapping[str, int]
     positives: tuple[str, ...]  # single_relevant: relevant docs with text; else relevant in pool
-    negatives: tuple[str, ...]  # candidates below min_relevance, run order
+    negatives: tuple[str, ...]  # candidates below binary_rel, run order
 
 
 class QrelsGroupBuilder(GroupBuilder):
@@ -286,7 +286,8 @@ class QrelsGroupBuilder(GroupBuilder):
         qrels: graded judgments; unjudged documents count as grade 0.
         n_docs: N, documents per group (>= 2).
         strategy: ``single_relevant``, ``top``, ``random`` or ``top_and_random``.
-        min_relevance: grade at which a document counts as relevant; lower = negative.
+        binary_rel: grade at which a document counts as relevant; lower = negative (default:
+            the qrels' own ``Qrels.binary_rel``, else 1).
         depth: candidates considered per query (None = the whole ranking).
         seed: sampling seed.
         pad: allow groups shorter than N (but >= 2); :func:`collate_groups` pads and masks.
@@ -303,18 +304,20 @@ class QrelsGroupBuilder(GroupBuilder):
 
     def __init__(self, queries: Mapping[str, Query | str], docs: Mapping[str, Doc | str],
                  run: Run, qrels: Qrels | Mapping[str, Mapping[str, int]], *, n_docs: int = 8,
-                 strategy: QrelsStrategy = "single_relevant", min_relevance: int = 1,
+                 strategy: QrelsStrategy = "single_relevant", binary_rel: int | None = None,
                  depth: int | None = None, seed: int = 0, pad: bool = False,
                  on_missing_doc: MissingDocPolicy = "skip_doc",
                  ensure_relevant: bool = True) -> None:
         super().__init__(queries, docs, n_docs=n_docs, strategy=strategy,
                          strategies=self.STRATEGIES, seed=seed, pad=pad,
                          on_missing_doc=on_missing_doc, depth=depth, source="qrels")
-        if isinstance(min_relevance, bool) or not isinstance(min_relevance, int) \
-                or min_relevance < 1:
-            raise ConfigError(f"QrelsGroupBuilder: min_relevance must be an int >= 1, "
-                              f"got {min_relevance!r}")
-        self.min_relevance = min_relevance
+        if binary_rel is None:  # the judgments' own threshold (TREC DL: 2), else 1
+            binary_rel = getattr(qrels, "binary_rel", None) or 1
+        if isinstance(binary_rel, bool) or not isinstance(binary_rel, int) \
+                or binary_rel < 1:
+            raise ConfigError(f"QrelsGroupBuilder: binary_rel must be an int >= 1, "
+                              f"got {binary_rel!r}")
+        self.binary_rel = binary_rel
         self.ensure_relevant = ensure_relevant
         for qid in run:
             self.stats.n_queries += 1
@@ -335,7 +338,7 @@ class QrelsGroupBuilder(GroupBuilder):
         if not cands:
             st.skip(qid, "no_candidates")
             return None
-        relevant = sorted(d for d, g in grades.items() if g >= self.min_relevance)
+        relevant = sorted(d for d, g in grades.items() if g >= self.binary_rel)
         if not relevant:
             st.skip(qid, "no_relevant")
             return None
@@ -348,7 +351,7 @@ class QrelsGroupBuilder(GroupBuilder):
             return None
         pool = [d for d in cands if d in self.docs]
         st.docs_missing_from_corpus += len(cands) - len(pool)
-        negatives = tuple(d for d in pool if grades.get(d, 0) < self.min_relevance)
+        negatives = tuple(d for d in pool if grades.get(d, 0) < self.binary_rel)
         if self.strategy == "single_relevant":
             positives = tuple(d for d in relevant if d in self.docs)
             st.docs_missing_from_corpus += sum(1 for d in relevant
@@ -390,7 +393,7 @@ class QrelsGroupBuilder(GroupBuilder):
             idx = [pos_of[d] for d in chosen]
             fixed = n - n // 2
         if self.ensure_relevant and not any(plan.grades.get(plan.pool[i], 0)
-                                            >= self.min_relevance for i in idx):
+                                            >= self.binary_rel for i in idx):
             taken = set(idx)
             positives = set(plan.positives)
             options = [i for i, d in enumerate(plan.pool) if d in positives and i not in taken]

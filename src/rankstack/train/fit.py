@@ -167,18 +167,25 @@ class StudentModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        total = self.cfg.max_steps
-        warm = int(total * self.cfg.warmup_ratio)
+        return adamw_linear_schedule(self.model.parameters(), self.cfg)
 
-        def lr_at(step: int) -> float:  # linear warmup, then linear decay to 0
-            if step < warm:
-                return (step + 1) / max(1, warm)
-            return max(0.0, (total - step) / max(1, total - warm))
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+def adamw_linear_schedule(params, cfg: TrainConfig) -> dict[str, Any]:
+    """AdamW over the trainable ``params``, linear warmup then linear decay to 0 (per step)."""
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ConfigError("nothing to train: no parameter requires grad")
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.max_steps
+    warm = int(total * cfg.warmup_ratio)
+
+    def lr_at(step: int) -> float:  # linear warmup, then linear decay to 0
+        if step < warm:
+            return (step + 1) / max(1, warm)
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 class GroupData(L.LightningDataModule):
@@ -203,18 +210,23 @@ class GroupData(L.LightningDataModule):
                 "group_keys": [[g.query_id, len(g)] for g in groups]}
 
     def train_dataloader(self):
-        from rankstack.train.data import GroupDataset
+        return step_loader(self.trainer, self.builder, self.cfg, self.collate)
 
-        trainer = self.trainer
-        accum = self.cfg.accumulate
-        world = trainer.world_size if trainer is not None else 1
-        rank = trainer.global_rank if trainer is not None else 0
-        # A restored global_step counts optimizer steps; each took accum micro-batches per rank.
-        done = (trainer.global_step if trainer is not None else 0) * accum * world
-        total = self.cfg.max_steps * accum * world
-        sampler = StepSampler(self.builder, self.cfg.batch_size, total, done, rank, world)
-        return torch.utils.data.DataLoader(GroupDataset(self.builder), batch_sampler=sampler,
-                                           collate_fn=self.collate, num_workers=0)
+
+def step_loader(trainer, builder, cfg: TrainConfig, collate: Callable):
+    """A DataLoader over ``builder`` in :class:`StepSampler` order, starting after the
+    micro-batches a restored ``trainer.global_step`` already consumed (exact resume)."""
+    from rankstack.train.data import GroupDataset
+
+    accum = cfg.accumulate
+    world = trainer.world_size if trainer is not None else 1
+    rank = trainer.global_rank if trainer is not None else 0
+    # A restored global_step counts optimizer steps; each took accum micro-batches per rank.
+    done = (trainer.global_step if trainer is not None else 0) * accum * world
+    total = cfg.max_steps * accum * world
+    sampler = StepSampler(builder, cfg.batch_size, total, done, rank, world)
+    return torch.utils.data.DataLoader(GroupDataset(builder), batch_sampler=sampler,
+                                       collate_fn=collate, num_workers=0)
 
 
 class _AuditCallback(L.Callback):
@@ -259,8 +271,6 @@ def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
     if len(builder) == 0:
         raise ConfigError(f"no usable training groups: {builder.stats.summary()}")
     out = Path(cfg.out_dir)
-    ckpt_dir = out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model, tok = load_student(cfg.backbone, keep_layers=cfg.keep_layers, lora=cfg.lora, seed=cfg.seed)
     encoder = PairEncoder.from_tokenizer(tok, query_length=cfg.query_length,
@@ -268,6 +278,35 @@ def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
     loss_fn = loss_fn or get_loss(cfg.loss, **cfg.loss_kwargs)
     module = StudentModule(model, loss_fn, cfg)
     data = GroupData(builder, encoder, tok.pad_token_id, cfg)
+    trainer, resumed, wall, precision = run_trainer(cfg, module, data, callbacks=callbacks,
+                                                    show_progress=show_progress)
+    final_loss = trainer.callback_metrics.get("loss")
+    model_dir = out / "model"
+    if trainer.global_rank == 0:
+        save_student(module.model, tok, model_dir,
+                     {"rankstack_query_length": cfg.query_length,
+                      "rankstack_doc_length": cfg.doc_length})
+        resolved = {**asdict(cfg), "precision_resolved": precision, "steps_done": trainer.global_step}
+        from rankstack.io import atomic_write
+
+        with atomic_write(model_dir / "rankstack_train.json") as fh:
+            json.dump(resolved, fh, indent=2, default=str)
+    return FitResult(model_dir, trainer.global_step, wall, resumed,
+                     None if final_loss is None else float(final_loss))
+
+
+def run_trainer(cfg: TrainConfig, module, data, *, callbacks: list | None = None,
+                show_progress: bool = True):
+    """Fit ``module`` on ``data`` with the one trainer setup: checkpoints every
+    ``checkpoint_every`` steps in ``<out_dir>/checkpoints`` (+ ``last.ckpt``, resumed from when
+    present), the step audit ``steps.jsonl``, a CSV log in ``<out_dir>/logs``.
+
+    Returns ``(trainer, resumed_from or None, wall seconds, resolved precision)``. Used by the
+    student :func:`fit` and by the PE-Rank stages (``rankstack.llm.pe_rank.fit``).
+    """
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(cfg.precision, cfg.accelerator)
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, every_n_train_steps=cfg.checkpoint_every, save_last=True,
@@ -286,20 +325,7 @@ def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
         log.info("resuming from %s", resumed)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=resumed)
-    wall = time.perf_counter() - start
-    final_loss = trainer.callback_metrics.get("loss")
-    model_dir = out / "model"
-    if trainer.global_rank == 0:
-        save_student(module.model, tok, model_dir,
-                     {"rankstack_query_length": cfg.query_length,
-                      "rankstack_doc_length": cfg.doc_length})
-        resolved = {**asdict(cfg), "precision_resolved": precision, "steps_done": trainer.global_step}
-        from rankstack.io import atomic_write
-
-        with atomic_write(model_dir / "rankstack_train.json") as fh:
-            json.dump(resolved, fh, indent=2, default=str)
-    return FitResult(model_dir, trainer.global_step, wall, resumed,
-                     None if final_loss is None else float(final_loss))
+    return trainer, resumed, time.perf_counter() - start, precision
 
 
 def steps_for(n_groups: int, cfg: TrainConfig, epochs: float) -> int:

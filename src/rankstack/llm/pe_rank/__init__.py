@@ -5,7 +5,9 @@ Language Models". A frozen encoder (:class:`PassageEmbedder`) embeds each passag
 :class:`Projector` maps the embedding into the LLM's input-embedding space; the LLM reads one
 token per passage and writes the ranking by choosing among those same projected embeddings
 (:class:`PERankModel`). :class:`PERankReranker` drives it over sliding windows of a run.
-Training: :func:`train_alignment` (stage 1) and :func:`train_ranking` (stage 2).
+Training: :func:`train_alignment` (stage 1) and :func:`train_ranking` (stage 2) on the one
+Lightning trainer (:mod:`rankstack.llm.pe_rank.fit`, also ``rankstack fit`` with
+``task: pe-rank``); imported lazily, so inference does not need lightning.
 
 Importing this package needs torch and transformers (``pip install 'rankstack[neural]'``).
 """
@@ -19,8 +21,6 @@ from rankstack.llm.pe_rank.train import (
     alignment_loss,
     examples_from_run,
     ranking_loss,
-    train_alignment,
-    train_ranking,
 )
 
 __all__ = [
@@ -34,9 +34,18 @@ __all__ = [
     "alignment_loss",
     "default_embedder_path",
     "examples_from_run",
+    "fit_stage",
     "load_projector_files",
     "ranking_loss",
     "train_alignment",
     "train_ranking",
     "window_token_counts",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("train_alignment", "train_ranking", "fit_stage"):
+        from rankstack.llm.pe_rank import fit
+
+        return getattr(fit, name)
+    raise AttributeError(f"module 'rankstack.llm.pe_rank' has no attribute {name!r}")

@@ -28,23 +28,33 @@ def default_embedder_path() -> str:
 class PassageEmbedder:
     """Encodes passages into unit vectors: ``mean_pool(encoder(text)[:max_length])`` / norm.
 
-    ``max_length`` is the passage token budget (encoder tokens). PE-Rank models store the
-    budget they were trained with; :class:`~rankstack.llm.pe_rank.PERankModel` refuses an
-    embedder whose budget differs.
+    The encoding is the bi-encoder family's (:class:`~rankstack.rerank.bi_encoder.
+    BiEncoderScorer` with mean pooling and cosine, i.e. L2-normalised, vectors, run in fp32),
+    which is also what the PE-Rank reference's encoder does (``pe_rank/src/modeling/
+    encoder.py``: mean pooling, ``normalize(p=2)``). ``max_length`` is the encoder's token
+    budget including its special tokens (the reference: 512 at inference, 128 in training).
+    PE-Rank models store the budget they were trained with;
+    :class:`~rankstack.llm.pe_rank.PERankModel` refuses an embedder whose budget differs.
     """
 
     def __init__(self, model_name_or_path: str | None = None, *, max_length: int = 128,
-                 batch_size: int = 32, device: str = "cpu") -> None:
+                 batch_size: int = 32, device: str = "cpu", dtype: str = "fp32") -> None:
         torch = require("torch", "neural", "PE-Rank")
-        transformers = require("transformers", "neural", "PE-Rank")
-        if max_length < 1:
-            raise ConfigError(f"PassageEmbedder max_length must be >= 1, not {max_length}")
+        from rankstack.rerank.bi_encoder import BiEncoderScorer
+
+        if max_length < 3:
+            raise ConfigError(f"PassageEmbedder max_length must be >= 3, not {max_length}")
+        #: as given (``bundled:<id>`` stays portable in saved configs and reports)
         self.name = model_name_or_path or default_embedder_path()
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.name)
-        self.model = transformers.AutoModel.from_pretrained(self.name).to(self.device).eval()
+        self.scorer = BiEncoderScorer(self.name, pooling="mean", similarity="cosine",
+                                      doc_length=self.max_length, max_length=self.max_length,
+                                      batch_size=self.batch_size, dtype=dtype, device=device,
+                                      threads=torch.get_num_threads())
+        self.tokenizer = self.scorer.tokenizer
+        self.model = self.scorer.model
         self.model.requires_grad_(False)
         self.dim = int(self.model.config.hidden_size)
         self._cache: dict[tuple[str, int], torch.Tensor] = {}
@@ -55,20 +65,9 @@ class PassageEmbedder:
         """``(len(texts), dim)`` float32 unit vectors, on CPU."""
         import torch
 
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
-                chunk = list(texts[i:i + self.batch_size])
-                enc = self.tokenizer(chunk, padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt").to(self.device)
-                hidden = self.model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-                out.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
+        vecs = self.scorer.encode_passages(list(texts))
         self.stats["encoded"] += len(texts)
-        if not out:
-            return torch.zeros(0, self.dim)
-        return torch.cat(out)
+        return torch.from_numpy(vecs.astype("float32", copy=False)).reshape(len(texts), self.dim)
 
     def encode_docs(self, docs: Sequence[Doc]) -> torch.Tensor:
         """Vectors of ``docs`` in order, encoding only those not seen before (cache by doc id)."""

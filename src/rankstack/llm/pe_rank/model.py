@@ -14,11 +14,21 @@ Language Models" (PE-Rank). Design choices in rankstack (read before changing):
   Decoding is greedy and constrained to passages not yet emitted; EOS is allowed only when all
   are emitted (and is then the only choice), so the output is always a permutation.
 * **Layout.** ``compact`` (default) puts the slots back to back, one token per passage;
-  ``numbered`` gives each its own line ``Passage 3: [<slot>]`` as in the PE-Rank paper
-  (~7 tokens per passage). Stored with the model: train and rank with the same layout.
+  ``numbered`` gives each its own line ``Passage 3: [<slot>]`` (~7 tokens per passage);
+  ``reference`` is the prompt of the PE-Rank code (``pe_rank/src/ranker.py``,
+  ``ListwiseEmbeddingRanker``): "I will provide you with {n} passages, ..." and
+  ``Passage {i}: [<slot>]`` blocks, passage text stripped with ``[k]`` written ``(k)``.
+  Stored with the model: train and rank with the same layout.
+* **Reference switches** (the ``pe-rank`` preset turns them on): ``normalize_hidden=False``
+  scores passages with the raw final hidden state (the reference adds the projected
+  embeddings as LM-head rows, so ``logit_j = <h, P_j>``); ``bos_before_output=True`` puts the
+  BOS token after the generation prompt, as the reference's constrained decoding forces BOS
+  before the first passage token. rankstack's defaults (normalised hidden state, no BOS) are
+  what the bundled SmolLM2 projector was trained with.
 * **Content mode.** With ``with_content`` each slot is followed by the passage text, truncated
-  to ``max_passage_tokens`` LLM tokens. The same budget is the encoder's ``max_length``. It is
-  stored with the model so training and inference use the same passage length.
+  to ``content_tokens`` LLM tokens (default: ``max_passage_tokens``, which is the encoder's
+  ``max_length``). Both are stored with the model so training and inference use the same
+  passage lengths.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -44,7 +55,9 @@ log = logging.getLogger("rankstack.llm.pe_rank")
 CONFIG_NAME = "pe_rank_config.json"
 PROJECTOR_NAME = "projector.safetensors"
 SLOT = -1  # marks a passage slot in a list of token ids
-LAYOUTS = ("compact", "numbered")
+LAYOUTS = ("compact", "numbered", "reference")
+#: config keys a loaded projector lets the caller change (the rest were trained with)
+RUNTIME_KEYS = {"with_content", "temperature", "content_tokens"}
 
 
 @dataclass
@@ -68,6 +81,12 @@ class PERankConfig:
     layout: str = "compact"
     #: completed training stages, e.g. ["alignment", "ranking"]
     stages: list[str] | None = None
+    #: LLM tokens of passage text in content mode (None: max_passage_tokens)
+    content_tokens: int | None = None
+    #: L2-normalise the hidden state before scoring passages (the reference does not)
+    normalize_hidden: bool = True
+    #: append BOS after the generation prompt, before the first output passage (reference)
+    bos_before_output: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], path: str | os.PathLike[str] = "") -> PERankConfig:
@@ -114,6 +133,8 @@ class PERankModel(torch.nn.Module):
             raise ConfigError(f"layout must be one of {LAYOUTS}, not {config.layout!r}")
         if not config.temperature > 0:
             raise ConfigError(f"temperature must be > 0, not {config.temperature}")
+        if config.content_tokens is not None and config.content_tokens < 1:
+            raise ConfigError(f"content_tokens must be >= 1, not {config.content_tokens}")
         self.lm = lm
         self.tokenizer = tokenizer
         self.projector = projector
@@ -139,10 +160,13 @@ class PERankModel(torch.nn.Module):
         is required; ``overrides`` set :class:`PERankConfig` fields. With it, the stored config
         is used and ``overrides`` may only change ``with_content`` and ``temperature``.
         """
-        torch_dtype = _dtype(dtype)
-        tok = transformers.AutoTokenizer.from_pretrained(llm)
-        lm = transformers.AutoModelForCausalLM.from_pretrained(llm, dtype=torch_dtype)
-        lm.to(device).eval()
+        from rankstack.hf_loading import load_model, load_tokenizer, normalize_dtype
+
+        name = normalize_dtype(dtype or "fp32")
+        if name == "bf16-mixed":
+            raise ConfigError("PE-Rank loads weights in one dtype: use fp32, bf16, fp16 or auto")
+        tok = load_tokenizer(llm)
+        lm = load_model("AutoModelForCausalLM", llm, dtype=name, device=device)
         d_llm = int(lm.get_input_embeddings().weight.shape[1])
         if projector_path is None:
             if d_emb is None:
@@ -153,10 +177,10 @@ class PERankModel(torch.nn.Module):
                 proj = Projector(cfg.d_emb, cfg.d_llm)
         else:
             cfg, state = load_projector_files(projector_path)
-            bad = set(overrides) - {"with_content", "temperature"}
+            bad = set(overrides) - RUNTIME_KEYS
             if bad:
                 raise ConfigError(f"{sorted(bad)} are fixed by the trained projector at "
-                                  f"{projector_path}; only with_content/temperature can change")
+                                  f"{projector_path}; only {sorted(RUNTIME_KEYS)} can change")
             for k, v in overrides.items():
                 setattr(cfg, k, v)
             if d_emb is not None and d_emb != cfg.d_emb:
@@ -184,6 +208,12 @@ class PERankModel(torch.nn.Module):
             self.lm.save_pretrained(out / "llm")
             self.tokenizer.save_pretrained(out / "llm")
         return out
+
+    @property
+    def backbone(self):
+        """The decoder stack (``LlamaModel`` etc.) under the LM head, also under a peft wrapper."""
+        lm = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        return lm.base_model
 
     @property
     def device(self) -> torch.device:
@@ -222,17 +252,46 @@ class PERankModel(torch.nn.Module):
         return [] if bos is None else [int(bos)]
 
     def _tail(self) -> list[int]:
-        return self._piece(self._template[1] if self._template is not None else "\nRanking:")
+        tail = self._piece(self._template[1] if self._template is not None else "\nRanking:")
+        if self.config.bos_before_output:
+            bos = self.tokenizer.bos_token_id
+            if bos is None:
+                raise ConfigError(f"bos_before_output: the tokenizer of {self.config.llm!r} "
+                                  f"has no BOS token")
+            tail = [*tail, int(bos)]
+        return tail
 
-    def _content_ids(self, text: str) -> list[int]:
+    @property
+    def content_budget(self) -> int:
+        """LLM tokens of passage text in content mode."""
+        return self.config.content_tokens or self.config.max_passage_tokens
+
+    def _content_ids(self, text: str, budget: int | None = None) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=False, truncation=True,
-                             max_length=self.config.max_passage_tokens)["input_ids"]
+                             max_length=budget or self.content_budget)["input_ids"]
         return list(ids)
+
+    def _reference_prompt(self, query: str, n: int, contents: Sequence[str] | None) -> list[int]:
+        """:func:`reference_user_message` inside the chat template, tokenized piece by piece
+        around the slots (each ``<PLACEHOLDER>`` becomes one slot position)."""
+        texts = None
+        if contents is not None:  # truncated in LLM tokens first, as content prompts are
+            texts = [self.tokenizer.decode(self._content_ids(reference_passage_text(c)))
+                     for c in contents]
+        pieces = reference_user_message(query, n, texts).split(PLACEHOLDER)
+        ids = list(self._head())  # a copy: pieces are cached lists
+        for k, piece in enumerate(pieces):
+            if k:
+                ids.append(SLOT)
+            ids += self._piece(piece)
+        return ids + self._tail()
 
     def build_prompt(self, query: str, n: int, contents: Sequence[str] | None = None) -> Prompt:
         """The listwise prompt for ``n`` passages (slots), with their text if ``contents``."""
         if contents is not None and len(contents) != n:
             raise ValueError(f"{len(contents)} contents for {n} passages")
+        if self.config.layout == "reference":
+            return Prompt(self._reference_prompt(query, n, contents), list(range(n)))
         what = "one passage token followed by its text" if contents is not None else \
             "one passage token"
         ids = self._head() + self._piece(
@@ -315,12 +374,15 @@ class PERankModel(torch.nn.Module):
         for i, s in enumerate(seqs):
             x[i, :s.shape[0]] = s
             mask[i, :s.shape[0]] = 1
-        out = self.lm.base_model(inputs_embeds=x, attention_mask=mask, use_cache=False)
+        out = self.backbone(inputs_embeds=x, attention_mask=mask, use_cache=False)
         return out.last_hidden_state, mask
 
     def passage_logits(self, hidden: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
-        """``normalize(hidden) @ proj.T / temperature`` (float32)."""
-        h = F.normalize(hidden.float(), dim=-1)
+        """``normalize(hidden) @ proj.T / temperature`` (float32; without ``normalize_hidden``
+        the raw hidden state, as the reference)."""
+        h = hidden.float()
+        if self.config.normalize_hidden:
+            h = F.normalize(h, dim=-1)
         return h @ proj.float().transpose(-1, -2) / self.config.temperature
 
     # ------------------------------------------------------------------ ranking
@@ -339,7 +401,7 @@ class PERankModel(torch.nn.Module):
             return [], {"prompt_tokens": 0, "generated_tokens": 0, "forward_passes": 0}
         prompt = self.build_prompt(query, n, contents)
         x = self.embed_sequence(prompt.ids, proj[prompt.slot_docs]).unsqueeze(0)
-        base = self.lm.base_model
+        base = self.backbone
         out = base(inputs_embeds=x, use_cache=True)
         past, h = out.past_key_values, out.last_hidden_state[0, -1]
         remaining = list(range(n))
@@ -370,6 +432,32 @@ class PERankModel(torch.nn.Module):
         return self.rank_projected(query, proj, contents)
 
 
+PLACEHOLDER = "<PLACEHOLDER>"
+
+
+def reference_user_message(query: str, n: int, contents: Sequence[str] | None = None) -> str:
+    """The user message of the PE-Rank reference (``pe_rank/src/ranker.py``:
+    ``ListwiseEmbeddingRanker``, or ``ListwiseTextEmbeddingRanker`` with ``contents``), with
+    ``<PLACEHOLDER>`` where each passage's embedding goes."""
+    msg = (f"I will provide you with {n} passages, each with a special token representing the "
+           f"passage enclosed in [], followed by original text.\n"
+           f"Rank the passages based on their relevance to the search query: {query}.\n")
+    for i in range(n):
+        if contents is None:
+            msg += f"Passage {i + 1}: [{PLACEHOLDER}]\n\n"
+        else:
+            msg += f"Passage {i + 1}: [{PLACEHOLDER}] {reference_passage_text(contents[i])}\n\n"
+    msg += (f"Search Query: {query}.\nRank the {n} relatively ordered passages above based on "
+            f"their relevance to the search query, output the ranking in descending order. "
+            f"Only output the {n} unique special token in the ranking.\n\n")
+    return msg
+
+
+def reference_passage_text(text: str) -> str:
+    """Passage text as the reference prompt shows it: stripped, ``[k]`` written ``(k)``."""
+    return re.sub(r"\[(\d+)\]", r"(\1)", text.strip())
+
+
 def load_projector_files(path: str | os.PathLike[str]) -> tuple[PERankConfig, dict]:
     """Read ``pe_rank_config.json`` and ``projector.safetensors`` from a directory."""
     safetensors_torch = require("safetensors.torch", "neural", "loading a PE-Rank projector",
@@ -389,14 +477,3 @@ def load_projector_files(path: str | os.PathLike[str]) -> tuple[PERankConfig, di
     cfg = PERankConfig.from_dict(raw, cfg_path)
     state = safetensors_torch.load_file(str(w_path))
     return cfg, state
-
-
-def _dtype(name: str | None):
-    if name is None or name == "auto":
-        return torch.float32 if name is None else "auto"
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-    try:
-        return table[name]
-    except KeyError:
-        raise ConfigError(f"unknown dtype {name!r}; use one of {', '.join(table)}") from None

@@ -44,6 +44,11 @@ class PERankReranker(RunReranker):
     untrained (random, seeded) projector, which exercises the mechanics and costs but ranks at
     random (``accounting["projector"] == "untrained"``). ``model`` may pass a ready
     :class:`PERankModel` instead (then ``model_path_or_name`` is only its name).
+    A ``model_path_or_name`` directory in the PE-Rank code's published layout
+    (``config.json`` model_type ``embed_mistral``/``embed_llama``) loads with its projector
+    and the reference's settings (:mod:`rankstack.llm.pe_rank.published`).
+    ``layout`` / ``normalize_hidden`` / ``bos_before_output`` configure a new projector; for a
+    trained one they must match what it was trained with (None: take the model's).
     """
 
     def __init__(self, model_path_or_name: str, embedder: PassageEmbedder | str | None = None,
@@ -52,6 +57,8 @@ class PERankReranker(RunReranker):
                  max_passage_tokens: int = 128, on_missing: OnMissing = "raise",
                  count_text_tokens: bool = False, device: str = "cpu", dtype: str | None = None,
                  threads: int | None = None, seed: int = 0, show_progress: bool = False,
+                 layout: str | None = None, normalize_hidden: bool | None = None,
+                 bos_before_output: bool | None = None,
                  model: PERankModel | None = None) -> None:
         super().__init__(depth=depth, on_missing=on_missing, show_progress=show_progress)
         torch = require("torch", "neural", "PE-Rank")
@@ -60,6 +67,16 @@ class PERankReranker(RunReranker):
         overrides: dict[str, Any] = {}
         if with_content is not None:
             overrides["with_content"] = bool(with_content)
+        fixed = {k: v for k, v in (("layout", layout), ("normalize_hidden", normalize_hidden),
+                                   ("bos_before_output", bos_before_output)) if v is not None}
+        if model is None and projector_path is None:
+            from rankstack.llm.pe_rank.published import is_published_layout, load_published
+
+            if is_published_layout(model_path_or_name):
+                model, encoder_name = load_published(model_path_or_name, device=device,
+                                                     dtype=dtype or "fp32")
+                if embedder is None:
+                    embedder = encoder_name
         if model is None:
             budget = max_passage_tokens
             if projector_path is not None:
@@ -71,6 +88,7 @@ class PERankReranker(RunReranker):
             if projector_path is None:
                 overrides["max_passage_tokens"] = max_passage_tokens
                 overrides["embedder"] = embedder.name
+                overrides.update(fixed)
             model = PERankModel.from_pretrained(model_path_or_name, projector_path,
                                                 d_emb=embedder.dim, device=device, dtype=dtype,
                                                 seed=seed, **overrides)
@@ -80,6 +98,10 @@ class PERankReranker(RunReranker):
             if not isinstance(embedder, PassageEmbedder):
                 embedder = PassageEmbedder(embedder, max_length=model.config.max_passage_tokens,
                                            device=device)
+        for k, v in fixed.items():
+            if getattr(model.config, k) != v:
+                raise ConfigError(f"{k}={v!r} but the PE-Rank model was trained with "
+                                  f"{k}={getattr(model.config, k)!r}")
         if embedder.max_length != model.config.max_passage_tokens:
             raise ConfigError(f"embedder max_length {embedder.max_length} != the passage budget "
                               f"the projector was trained with ({model.config.max_passage_tokens})")
@@ -179,7 +201,7 @@ class PERankReranker(RunReranker):
     def journal_identity(self) -> dict[str, Any]:
         cfg = self.model.config
         return {"model": self.name, "embedder": self.embedder.name,
-                "projector": self.accounting["projector"], "stages": list(cfg.stages),
+                "projector": self.accounting["projector"], "stages": list(cfg.stages or []),
                 "window": self.windows.window, "stride": self.windows.stride,
                 "passes": self.windows.passes}
 

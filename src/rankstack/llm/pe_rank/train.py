@@ -1,30 +1,32 @@
-"""PE-Rank training: (1) alignment of the projector, (2) learning to rank.
+"""PE-Rank training objectives: (1) alignment of the projector, (2) learning to rank.
+
+The loops are the one Lightning trainer's (:mod:`rankstack.llm.pe_rank.fit`); this module
+holds the losses and the training windows.
 
 Stage 1, alignment: the LLM is frozen and only the projector learns, with the LM loss of
 reconstructing a passage's text from its single embedding token (``<p> means: <text><eos>``).
 
 Stage 2, learning to rank: at each output position a softmax over the passages not yet emitted
 (ListMLE, i.e. the Plackett-Luce likelihood of the target permutation), computed on the prompt
-without content and with content, plus ``kl_weight`` x KL(with-content || without-content) per
-position. The with-content distribution is the teacher and is detached, so the KL term only
-moves the without-content (inference-time) student. The projector always trains; the LLM
-trains only with ``train_llm=True``. The encoder is frozen throughout (embeddings are
-precomputed and cached by doc id).
+without content and with content, plus ``kl_weight`` x KL(with-content || without-content)
+(summed over steps, mean over windows, as the reference's ``kl_div(..., "batchmean")``).
+ListMLE is averaged over the output steps as in the reference (``pe_rank/src/modeling/rank_lm/
+loss.py``; ``reduction="sum"`` sums them). By default the with-content distribution is a
+detached teacher, so the KL term only moves the without-content (inference-time) student;
+``kl_detach=False`` lets the gradient through both sides as the reference does.
 
-The passage budget (``config.max_passage_tokens``) is the same here and at inference.
+The passage budgets (``max_passage_tokens``, ``content_tokens``) are the same here and at
+inference.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from rankstack.errors import ConfigError, InputError, require
-from rankstack.io import atomic_write
 from rankstack.llm.pe_rank.embedder import PassageEmbedder
 from rankstack.llm.pe_rank.model import SLOT, PERankModel
 from rankstack.records import Doc, Query, Run
@@ -103,183 +105,45 @@ def _ranking_logprobs(model: PERankModel, examples: Sequence[RankingExample],
     return out
 
 
-def _listmle(logps: Sequence[torch.Tensor], examples: Sequence[RankingExample]) -> torch.Tensor:
+def _listmle(logps: Sequence[torch.Tensor], examples: Sequence[RankingExample],
+             reduction: str = "mean") -> torch.Tensor:
     losses = []
     for lp, ex in zip(logps, examples, strict=True):
         tgt = torch.tensor(ex.target, device=lp.device)
-        losses.append(-lp[torch.arange(len(ex.target), device=lp.device), tgt].sum())
+        nll = -lp[torch.arange(len(ex.target), device=lp.device), tgt]
+        losses.append(nll.mean() if reduction == "mean" else nll.sum())
     return torch.stack(losses).mean()
 
 
-def _kl(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor]) -> torch.Tensor:
+def _kl(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor], *,
+        detach: bool = True) -> torch.Tensor:
     """Sum over steps of KL(teacher || student), over allowed passages; mean over examples."""
     losses = []
     for lt, ls in zip(teacher, student, strict=True):
         allowed = torch.isfinite(lt)
-        lt_d = lt.detach()
-        diff = torch.where(allowed, lt_d - ls, torch.zeros_like(ls))
-        losses.append((lt_d.exp() * diff).sum())
+        lt_d = lt.detach() if detach else lt
+        zero = torch.zeros_like(ls)
+        diff = torch.where(allowed, lt_d - ls, zero)
+        losses.append(torch.where(allowed, lt_d.exp() * diff, zero).sum())
     return torch.stack(losses).mean()
 
 
 def ranking_loss(model: PERankModel, examples: Sequence[RankingExample],
-                 embs: Sequence[torch.Tensor], *, kl_weight: float = 0.2
+                 embs: Sequence[torch.Tensor], *, kl_weight: float = 0.2,
+                 kl_detach: bool = True, reduction: str = "mean"
                  ) -> tuple[torch.Tensor, dict[str, float]]:
     """ListMLE without content + ListMLE with content + ``kl_weight`` x KL(with || without)."""
+    if reduction not in ("mean", "sum"):
+        raise ConfigError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
     projs = [model.project(e) for e in embs]
     lp_plain = _ranking_logprobs(model, examples, projs, with_content=False)
     lp_text = _ranking_logprobs(model, examples, projs, with_content=True)
-    l_plain, l_text = _listmle(lp_plain, examples), _listmle(lp_text, examples)
-    kl = _kl(lp_text, lp_plain)
+    l_plain = _listmle(lp_plain, examples, reduction)
+    l_text = _listmle(lp_text, examples, reduction)
+    kl = _kl(lp_text, lp_plain, detach=kl_detach)
     loss = l_plain + l_text + kl_weight * kl
     return loss, {"loss": loss.item(), "listmle": l_plain.item(),
                   "listmle_content": l_text.item(), "kl": kl.item()}
-
-
-# ---------------------------------------------------------------------- loops
-def _optimizer(params, lr: float):
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise ConfigError("nothing to train")
-    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-
-
-def _progress(total: int, desc: str, show: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not show)
-
-
-def _run_loop(model: PERankModel, items: list, *, stage: str, step_fn, params: list,
-              lr: float, epochs: int, batch_size: int, seed: int, max_steps: int | None,
-              checkpoint_dir: str | os.PathLike[str] | None, save_every: int,
-              save_llm: bool, progress: bool) -> list:
-    """Shuffled mini-batch loop with optional atomic checkpoints and exact resume.
-
-    The batch order is a function of ``seed`` only, so a resumed run skips the batches
-    already done and continues exactly where the checkpoint left off.
-    """
-    if batch_size < 1 or epochs < 1:
-        raise ConfigError(f"batch_size and epochs must be >= 1 (got {batch_size}, {epochs})")
-    if save_every < 1:
-        raise ConfigError(f"save_every must be >= 1, not {save_every}")
-    opt = _optimizer(params, lr)
-    steps_per_epoch = -(-len(items) // batch_size)
-    total = steps_per_epoch * epochs
-    if max_steps is not None:
-        total = min(total, max_steps)
-    job = {"stage": stage, "items": len(items), "batch_size": batch_size, "epochs": epochs,
-           "seed": seed, "lr": lr}
-    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{stage}.ckpt"
-    history: list = []
-    if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=model.device, weights_only=False)
-        if state["job"] != job:
-            raise ConfigError(f"{ckpt} belongs to another job {state['job']} (this one: {job});"
-                              f" use another checkpoint_dir")
-        model.projector.load_state_dict(state["projector"])
-        if state.get("lm") is not None:
-            model.lm.load_state_dict(state["lm"])
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        history = list(state["history"])
-        log.info("%s: resumed from %s at step %d", stage, ckpt, len(history))
-
-    def save() -> None:
-        state = {"job": job, "projector": model.projector.state_dict(),
-                 "lm": model.lm.state_dict() if save_llm else None,
-                 "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                 "history": history}
-        with atomic_write(ckpt, "wb") as fh:
-            torch.save(state, fh)
-
-    rng = random.Random(seed)
-    step = 0
-    with _progress(total, f"PE-Rank {stage}", progress) as bar:
-        bar.update(min(len(history), total))
-        for _ in range(epochs):
-            order = items[:]
-            rng.shuffle(order)
-            for i in range(0, len(order), batch_size):
-                if step >= total:
-                    break
-                step += 1
-                if step <= len(history):
-                    continue  # done before the checkpoint
-                loss, record = step_fn(order[i:i + batch_size])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                history.append(record)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-                if ckpt is not None and (step % save_every == 0 or step == total):
-                    save()
-    return history
-
-
-def train_alignment(model: PERankModel, embedder: PassageEmbedder, docs: Sequence[Doc], *,
-                    epochs: int = 1, batch_size: int = 8, lr: float = 1e-3, seed: int = 0,
-                    max_steps: int | None = None, checkpoint_dir: str | None = None,
-                    save_every: int = 100, progress: bool = True) -> list[float]:
-    """Stage 1 on ``docs``: LLM frozen, projector trained. Returns the loss of each step.
-
-    With ``checkpoint_dir`` the state is saved every ``save_every`` steps and a re-run with
-    the same arguments resumes from it.
-    """
-    _check_budget(model, embedder)
-    model.lm.requires_grad_(False)
-    model.projector.requires_grad_(True)
-    model.projector.train()
-
-    def step(batch: list[Doc]):
-        loss = alignment_loss(model, embedder.encode_docs(batch), [d.full_text for d in batch])
-        return loss, loss.item()
-
-    try:
-        losses = _run_loop(model, list(docs), stage="alignment", step_fn=step,
-                           params=list(model.projector.parameters()), lr=lr, epochs=epochs,
-                           batch_size=batch_size, seed=seed, max_steps=max_steps,
-                           checkpoint_dir=checkpoint_dir, save_every=save_every,
-                           save_llm=False, progress=progress)
-    finally:
-        model.projector.eval()
-    _mark_stage(model, "alignment")
-    return losses
-
-
-def train_ranking(model: PERankModel, embedder: PassageEmbedder,
-                  examples: Sequence[RankingExample], *, epochs: int = 1, batch_size: int = 2,
-                  lr: float = 1e-4, kl_weight: float = 0.2, train_llm: bool = False,
-                  seed: int = 0, max_steps: int | None = None,
-                  checkpoint_dir: str | None = None, save_every: int = 100,
-                  progress: bool = True) -> list[dict[str, float]]:
-    """Stage 2 on ranking examples. Returns the loss parts of each step.
-
-    ``train_llm`` also fine-tunes the LLM (all weights); save it with
-    ``model.save(path, save_llm=True)``. Checkpoints as in :func:`train_alignment`.
-    """
-    _check_budget(model, embedder)
-    model.lm.requires_grad_(train_llm)
-    model.projector.requires_grad_(True)
-    model.train()
-    params = list(model.projector.parameters()) + (list(model.lm.parameters()) if train_llm
-                                                    else [])
-
-    def step(batch: list[RankingExample]):
-        embs = [embedder.encode_docs(ex.docs) for ex in batch]
-        return ranking_loss(model, batch, embs, kl_weight=kl_weight)
-
-    try:
-        history = _run_loop(model, list(examples), stage="ranking", step_fn=step, params=params,
-                            lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
-                            max_steps=max_steps, checkpoint_dir=checkpoint_dir,
-                            save_every=save_every, save_llm=train_llm, progress=progress)
-    finally:
-        model.eval()
-        model.lm.requires_grad_(False)
-    _mark_stage(model, "ranking")
-    return history
 
 
 def examples_from_run(teacher: Run, queries: dict[str, Query], docs: dict[str, Doc], *,

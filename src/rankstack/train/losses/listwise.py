@@ -236,8 +236,10 @@ class ApproxNDCG(RankingLoss):
     with gain :math:`g(t) = 2^t - 1` (``gain="exp"``) or :math:`g(t) = t` (``"linear"``),
     :math:`\mathrm{IDCG}_b` the exact ideal DCG over the unmasked targets. Qin et al. write
     the sigmoid as :math:`\sigma(\alpha (s_j - s_i))`, so their :math:`\alpha = 1/T`.
-    Queries with :math:`\mathrm{IDCG}_b = 0` are skipped; all skipped gives a connected 0.
-    With rank targets (``depth - rank + 1``) use ``gain="linear"``: ``2^t`` explodes with depth.
+    Queries with :math:`\mathrm{IDCG}_b = 0` are skipped; all skipped gives a connected 0
+    (``zero_idcg="count"``: such a query adds a loss of 1 to the mean, as lightning-ir's
+    ``ApproxNDCG`` does with its ``idcg.clamp(min=1e-12)``; it has no gradient either way, it
+    only scales the batch loss). With rank targets (``depth - rank + 1``) use ``gain="linear"``: ``2^t`` explodes with depth.
 
     Args:
         temperature: :math:`T` (> 0); smaller = closer to the true (step-function) ranks.
@@ -264,13 +266,15 @@ class ApproxNDCG(RankingLoss):
     name = "approx_ndcg"
     input_kind = "listwise"
 
-    def __init__(self, temperature: float = 1.0, gain: Literal["exp", "linear"] = "exp") -> None:
+    def __init__(self, temperature: float = 1.0, gain: Literal["exp", "linear"] = "exp",
+                 zero_idcg: Literal["skip", "count"] = "skip") -> None:
         super().__init__()
         self.temperature = check_positive("temperature", temperature, "ApproxNDCG")
         self.gain = check_choice("gain", gain, ("exp", "linear"), "ApproxNDCG")
+        self.zero_idcg = check_choice("zero_idcg", zero_idcg, ("skip", "count"), "ApproxNDCG")
 
     def _hparams(self) -> dict[str, object]:
-        return {"temperature": self.temperature, "gain": self.gain}
+        return {"temperature": self.temperature, "gain": self.gain, "zero_idcg": self.zero_idcg}
 
     def forward(self, scores: torch.Tensor, targets: torch.Tensor,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -281,6 +285,8 @@ class ApproxNDCG(RankingLoss):
         ranks = approx_ranks(scores, mask, self.temperature)
         dcg = (gains / torch.log2(1.0 + ranks)).sum(dim=1)
         keep = idcg > 0
+        if self.zero_idcg == "count":
+            return (1.0 - dcg / idcg.clamp(min=1e-12)).mean()
         if not bool(keep.any()):
             return zero_loss(scores)
         return (1.0 - dcg[keep] / idcg[keep]).mean()
@@ -296,7 +302,9 @@ class ADRMSE(RankingLoss):
 
     :math:`r_i` is the 1-based target rank of document i among the unmasked documents
     (descending target; tied targets share their average rank, e.g. [3, 1, 1] -> [1, 2.5,
-    2.5]). The discount makes errors at the top of the target ranking cost more.
+    2.5]; ``ties="first"``: ties broken by list position, [1, 2, 3], as lightning-ir's
+    ``ApproxRankMSE`` ranks with ``argsort(argsort(targets))``). The discount makes errors at
+    the top of the target ranking cost more.
 
     Args:
         temperature: :math:`T` (> 0) of the approximate rank.
@@ -322,17 +330,19 @@ class ADRMSE(RankingLoss):
     name = "adr_mse"
     input_kind = "listwise"
 
-    def __init__(self, temperature: float = 1.0) -> None:
+    def __init__(self, temperature: float = 1.0,
+                 ties: Literal["average", "first"] = "average") -> None:
         super().__init__()
         self.temperature = check_positive("temperature", temperature, "ADRMSE")
+        self.ties = check_choice("ties", ties, ("average", "first"), "ADRMSE")
 
     def _hparams(self) -> dict[str, object]:
-        return {"temperature": self.temperature}
+        return {"temperature": self.temperature, "ties": self.ties}
 
     def forward(self, scores: torch.Tensor, targets: torch.Tensor,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         scores, targets, mask = _validate("ADRMSE", scores, targets, mask)
-        r = ranks_from_targets(targets, mask, ties="average")
+        r = ranks_from_targets(targets, mask, ties=self.ties)
         a = approx_ranks(scores, mask, self.temperature)
         per_item = (a - r) ** 2 / torch.log2(r.clamp(min=1.0) + 1.0)
         per_item = torch.where(mask, per_item, torch.zeros_like(per_item))
