@@ -70,7 +70,7 @@ def test_cost_columns_present_and_positive(compared):
     for label, c in costs.items():
         assert c["pairs_per_s"] > 0, label
         assert 0 < c["p50_ms"] <= c["p95_ms"], label
-        assert c["load_s"] > 0 and c["quality_s"] > 0 and c["import_s"] >= 0, label
+        assert c["load_s"] > 0 and c["quality_s"] > 0, label
         assert c["memory"]["peak_rss_mb"] > c["memory"]["added_rss_mb"] > 0, label
         assert len(c["passes"]) == 2, label
     assert costs["tiny-ce"]["timing_queries"] == 2

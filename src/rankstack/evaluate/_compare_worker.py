@@ -15,7 +15,6 @@ run), ``warmup``, ``time`` (each timing query re-ranked alone, caches off), ``fi
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import sys
@@ -29,19 +28,6 @@ def _restrict(run, qids):
     from rankstack.records import Run
 
     return Run({q: run[q] for q in qids}, name=run.name)
-
-
-def _family_modules(spec: dict[str, Any]) -> list[str]:
-    """The modules implementing the spec's families (imported before the load is timed, so
-    load time is the model's, not the libraries'; their memory still counts)."""
-    from rankstack.rerank.registry import FAMILIES, SCORERS
-
-    fam = spec.get("family")
-    target = SCORERS.get(fam) or FAMILIES.get(fam) or ""
-    out = [target.partition(":")[0]] if target else []
-    for m in spec.get("members") or []:
-        out += _family_modules(m)
-    return out
 
 
 def _parts(rr):
@@ -90,16 +76,12 @@ class _Worker:
         self.mem = PeakMemory()
         self.mem.start()
         t0 = time.perf_counter()
-        for module in _family_modules(self.spec):
-            importlib.import_module(module)
-        import_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
         self.rr = load_reranker(self.spec)
         load_s = time.perf_counter() - t0
         _set_progress(self.rr, False)
         if uses_cuda():
             self.mem.start_cuda()
-        return {"load_s": load_s, "import_s": import_s, "name": self.rr.name, "score_kind": self.rr.score_kind,
+        return {"load_s": load_s, "name": self.rr.name, "score_kind": self.rr.score_kind,
                 "memory_after_load": self.mem.read()}
 
     def quality(self, msg: dict[str, Any]) -> dict[str, Any]:

@@ -148,7 +148,7 @@ class CompareSettings:
                 f"{self.timing_queries or 'all'} timing queries (unless a model sets its "
                 f"own) each re-ranked alone, caches off; latency = median over passes per "
                 f"query, p50/p95 over queries; pairs/s = median over passes; load = one "
-                f"load after the family's modules were imported (import s apart)")
+                f"load in a fresh process, importing its libraries (torch, llama_cpp) included")
 
 
 @dataclass
@@ -157,7 +157,7 @@ class ModelCost:
 
     label: str
     name: str
-    load_s: float  # building the re-ranker, its family's modules already imported
+    load_s: float  # one load_reranker() in a fresh process, its libraries' imports included
     quality_s: float | None  # None when the quality run was re-used
     pairs_per_s: float
     p50_ms: float
@@ -166,7 +166,6 @@ class ModelCost:
     pairs_per_query: float
     memory: dict[str, Any]
     memory_after_load: dict[str, Any] = field(default_factory=dict)
-    import_s: float | None = None  # importing the family's modules (torch, llama_cpp, ...)
     llm_calls_per_query: float | None = None
     prompt_tokens_per_query: float | None = None
     completion_tokens_per_query: float | None = None
@@ -425,7 +424,6 @@ def _cost(label: str, loaded: dict[str, Any], quality: dict[str, Any],
         p95_ms=eff.percentile(lat_ms, 95), timing_queries=len(qids),
         pairs_per_query=tot.get("pairs", 0) / n, memory=memory,
         memory_after_load=loaded.get("memory_after_load") or {},
-        import_s=loaded.get("import_s"),
         llm_calls_per_query=tot["llm_calls"] / n if llm else None,
         prompt_tokens_per_query=tot["prompt_tokens"] / n if llm else None,
         completion_tokens_per_query=tot["completion_tokens"] / n if llm else None,

@@ -108,7 +108,7 @@ class CompareResult:
         """Header and rows of the table as plain text (the markdown version's cells)."""
         comp = self.comparison
         head = ["model", *comp.measures, f"delta {self.measure}", "queries", "pairs/s",
-                "p50 ms/q", "p95 ms/q", "LLM calls/q", "prompt tok/q", "load s (+import)",
+                "p50 ms/q", "p95 ms/q", "LLM calls/q", "prompt tok/q", "load s",
                 "added RSS MB (peak)", "GPU MB", f"x faster vs {self.reference}",
                 f"x less memory vs {self.reference}"]
         rows = []
@@ -125,7 +125,7 @@ class CompareResult:
                 mem = c.memory
                 row += [_f(c.pairs_per_s), _f(c.p50_ms, "{:.0f}"), _f(c.p95_ms, "{:.0f}"),
                         _f(c.llm_calls_per_query), _f(c.prompt_tokens_per_query, "{:.0f}"),
-                        f"{_f(c.load_s, '{:.2f}')} (+{_f(c.import_s, '{:.1f}')})",
+                        _f(c.load_s, "{:.2f}"),
                         f"{_f(mem.get('added_rss_mb'), '{:.0f}')} "
                         f"({_f(mem.get('peak_rss_mb'), '{:.0f}')})",
                         _f(mem.get("gpu_peak_mb"), "{:.0f}"),
