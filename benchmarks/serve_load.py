@@ -12,8 +12,7 @@ phase and as medians over repeats: requests/s, pairs/s, p50/p99 latency, errors;
 throughput ratio batched / single.
 
 Mode ``offline`` (``--modes batched offline``) interleaves, in this process, offline
-re-ranking (``Reranker.rerank``, what ``rankstack rerank`` runs: one query's P candidates per
-model call) of the same DL19 queries x P passages with a scorer of the same settings
+re-ranking (``Reranker.rerank``, what ``rankstack rerank`` runs, on runs of 8 queries) of the same DL19 queries x P passages with a scorer of the same settings
 (``--dtype``, ``--workers``, ``--threads``), cycling over the queries for ``duration``
 seconds: pairs/s; the server overhead is then
 ``1 - server pairs/s / offline pairs/s``. The clients run in this process too, on the same
@@ -127,11 +126,12 @@ class Offline:
 
     def phase(self, duration: float) -> dict:
         """Re-rank runs of ``chunk`` queries, cycling over the queries, for ``duration`` s
-        (``rerank`` scores one query per model call whatever the run's size)."""
+        (``rerank`` groups queries up to ``chunk_pairs`` pairs per model call, so with 10 or
+        100 passages per query each run is one call of 80 or 800 pairs)."""
         from rankstack.records import Run
 
         qids = list(self.run)
-        chunk = 4
+        chunk = 8
         pairs = n = 0
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < duration:
