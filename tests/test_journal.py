@@ -53,3 +53,37 @@ def test_corrupt_middle_line_and_foreign_header_are_errors(tmp_path):
         w.write([r("a")])
     with pytest.raises(ConfigError, match="journal of another job"):
         RankingJournal(other.path, {"job": 2}).load()
+
+
+def test_corrupt_line_message_says_how_to_recover(tmp_path):
+    j = RankingJournal(tmp_path / "j.jsonl", {"job": 1})
+    with j.writer() as w:
+        w.write_one(r("a"))
+        w.write_one(r("b"))
+    lines = j.path.read_text().splitlines()
+    j.path.write_text("\n".join([lines[0], "{broken", lines[2]]) + "\n")
+    with pytest.raises(InputError, match=r"j\.jsonl:2: corrupt journal line.*to recover, delete "
+                                         r".*j\.jsonl to start over.*or delete line 2"):
+        j.load()
+
+
+def test_inputs_fingerprint_follows_content_not_paths():
+    from rankstack.io.journal import inputs_fingerprint
+    from rankstack.records import Doc, Query, Run
+
+    run = Run({"q": r("q", 2)}, "x")
+    queries = {"q": Query("q", "text")}
+    docs = {"qd0": Doc("qd0", "a"), "qd1": Doc("qd1", "b")}
+    base = inputs_fingerprint(run, queries, docs)
+    assert base == inputs_fingerprint(Run({"q": r("q", 2)}, "renamed"), queries, docs)
+    assert base != inputs_fingerprint(run, {"q": Query("q", "other text")}, docs)
+    assert base != inputs_fingerprint(run, queries, {**docs, "qd1": Doc("qd1", "changed")})
+    assert base != inputs_fingerprint(Run({"q": r("q", 3)}, "x"), queries, docs)
+
+
+def test_header_mismatch_names_what_changed(tmp_path):
+    j = RankingJournal(tmp_path / "j.jsonl", {"job": 1, "inputs": "aaa"})
+    with j.writer() as w:
+        w.write_one(r("a"))
+    with pytest.raises(ConfigError, match="inputs changed.*remove it to start over"):
+        RankingJournal(j.path, {"job": 1, "inputs": "bbb"}).load()

@@ -433,7 +433,7 @@ def test_rerank_cli_takes_one_spec_and_writes_the_report_beside_the_run(tmp_path
 
 
 def test_teach_cli_with_an_llm_teacher_spec_and_a_fused_teacher(tmp_path, tiny_chat_llama,
-                                                                tiny_bert_dir):
+                                                                tiny_bert_dir, caplog):
     import yaml
 
     from rankstack.cli import main
@@ -449,7 +449,11 @@ def test_teach_cli_with_an_llm_teacher_spec_and_a_fused_teacher(tmp_path, tiny_c
                                     "cache_dir": str(tmp_path / "cache")}},
            "out": str(tmp_path / "teacher.run")}
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(["teach", "--config", str(tmp_path / "t.yaml")]) == 0
+    with caplog.at_level("WARNING"):
+        assert main(["teach", "--config", str(tmp_path / "t.yaml")]) == 0
+    # one truncation warning for the job (summed over its chunks), not one per query
+    cut = [r for r in caplog.records if "truncated to the token budget" in r.getMessage()]
+    assert len(cut) == 1 and "max_passage_tokens=10" in cut[0].getMessage()
     prov = json.loads((tmp_path / "teacher.run.provenance.json").read_text())
     rep = prov["teacher_report_this_invocation"]
     assert rep["mode"] == "listwise" and rep["total"]["calls"] == 2 * 2  # 2 windows x 2 queries

@@ -69,7 +69,11 @@ def check_input_file(path: str | os.PathLike[str], what: str = "input") -> None:
         raise InputError(f"{what} file does not exist{why}", path=p)
     if os.path.isdir(p):
         raise InputError(f"{what} is a directory, expected a file", path=p)
-    try:
+    if not os.path.isfile(p):  # a pipe (<(...)) or device: reading to test it would consume it
+        if not os.access(p, os.R_OK):
+            raise InputError(f"{what} cannot be read (no read permission)", path=p)
+        return
+    try:  # os.access is not enough (root, ACLs, network mounts): open it
         with open(p, "rb") as fh:
             fh.read(1)
     except OSError as exc:

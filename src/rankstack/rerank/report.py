@@ -140,6 +140,22 @@ class RerankReport:
         return (f"{self.model}: {' and '.join(parts)} were truncated to the token budget "
                 f"({shown}); this changes scores. To raise it: {how}")
 
+    def warnings(self) -> list[str]:
+        """What a user must hear about this call: missing inputs, truncation that may change
+        results, LLM output that needed repair."""
+        out = []
+        if self.missing_docs or self.missing_queries:
+            out.append(f"{self.model}: {self.missing_docs} docs and {self.missing_queries} "
+                       f"queries missing from the inputs (skipped or kept, counted)")
+        t = self.truncation_warning()
+        if t:
+            out.append(t)
+        if self.repairs.get("repaired_windows"):
+            out.append(f"{self.model}: LLM output needed repair in "
+                       f"{self.repairs['repaired_windows']} of {self.repairs.get('windows', '?')}"
+                       f" windows (counted in the report)")
+        return out
+
     def print_table(self, console: Any = None, max_rows: int = 20) -> None:
         """A per-query usage table (LLM re-rankers) and the notes, on stderr."""
         from rich.console import Console
@@ -171,3 +187,19 @@ class RerankReport:
                 f"{r.get('unparseable', 0)}")
         for k, v in self.notes.items():
             console.print(f"{k}: {v}")
+
+
+def add_reports(a: RerankReport, b: RerankReport) -> RerankReport:
+    """``a`` with ``b``'s counts, usage and repairs added (one re-ranker, several calls: the
+    groups of a long job, the ranks of a sharded one)."""
+    out = RerankReport(**{**a.__dict__, "per_query": {**a.per_query, **b.per_query},
+                          "repairs": dict(a.repairs), "notes": dict(a.notes),
+                          "repairs_per_query": {**a.repairs_per_query, **b.repairs_per_query}})
+    for f in ("queries", "pairs_scored", "kept_below_depth", "empty_queries", "missing_docs",
+              "missing_queries", "passages_truncated", "queries_truncated", "ties", "seconds"):
+        setattr(out, f, getattr(a, f) + getattr(b, f))
+    out.total = type(a.total)(**a.total.__dict__)
+    out.total += b.total
+    for k, v in b.repairs.items():
+        out.repairs[k] = out.repairs.get(k, 0) + v
+    return out
