@@ -124,6 +124,19 @@ class Ranks:
         return out
 
 
+def launched_rank() -> int:
+    """This process's rank as its launcher put it in the environment, before any Fabric
+    exists: 0 for a plain command or the first rank; > 0 for the processes Lightning's
+    launcher starts (``LOCAL_RANK``), other nodes (``NODE_RANK``), torchrun (``RANK``) and
+    SLURM tasks (``SLURM_PROCID``). Rank 0 holds the job's lock; the others lock only their
+    own journals."""
+    for var in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
+
+
 def launch(settings: DeviceSettings | Mapping[str, Any] | None = None) -> Ranks:
     """Start the ranks of ``settings`` (see the module doc); returns this process's Ranks.
 
@@ -408,4 +421,4 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
 
 
 __all__ = ["DeviceSettings", "Ranks", "ShardedJournal", "ShardedResult", "launch",
-           "rerank_sharded", "shard_by_cost"]
+           "launched_rank", "rerank_sharded", "shard_by_cost"]
