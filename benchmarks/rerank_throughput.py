@@ -26,6 +26,17 @@ Full run (quiet machine)::
 Short check that the script works::
 
     python benchmarks/rerank_throughput.py --queries 4 --repeats 1 --thread-scan 1
+
+``--ranks 1,2,w2``: the whole re-ranking job (:func:`rankstack.rerank.predict.rerank_sharded`,
+what ``rankstack rerank`` runs) once per configuration, each in a fresh process launched by this
+script, interleaved over ``--repeats`` rounds: ``1`` = one process, ``2`` = two Lightning ranks
+(gloo/DDP, ``devices: 2``), ``w2`` = one rank whose scorer is the 2-process pool
+(``workers: 2``); 1 thread per process. Pairs/s count the re-ranking call only (models loaded),
+up to the merged run on rank 0; every configuration's run is checked against ``1``. "CPU s of
+the busiest process" (a rank, or for ``w2`` a pool worker, its model loading included) is what the wall time becomes
+when every process has a free core, which a shared machine may not give::
+
+    python benchmarks/rerank_throughput.py --ranks 1,2,w2 --queries 20 --repeats 3 --dtype bf16
 """
 
 from __future__ import annotations
@@ -88,6 +99,119 @@ def mean_kendall_tau(a: np.ndarray, b: np.ndarray, group: list[int]) -> float:
     return float(np.mean(taus))
 
 
+def _subset(n_queries: int | None):
+    from rankstack.datasets import load_dataset
+    from rankstack.records import Run
+
+    ds = load_dataset("dl19")
+    assert ds.run is not None
+    qids = list(ds.run)[:n_queries]
+    return Run({q: ds.run[q] for q in qids}, name=ds.run.name), ds.queries, ds.docs
+
+
+def rank_job(args: argparse.Namespace) -> int:
+    """One configuration of ``--ranks`` (runs in every rank of a launched job)."""
+    import json
+
+    from rankstack.rerank.predict import launch, rerank_sharded
+    from rankstack.rerank.reranker import Reranker
+
+    kind = args.rank_job
+    devices = int(kind) if kind.isdigit() else 1
+    ranks = launch({"devices": devices, "strategy": "ddp" if devices > 1 else "auto"})
+    run, queries, docs = _subset(args.queries)
+    settings = {"dtype": args.dtype, "batch_size": args.batch_size, "threads": 1}
+    if kind.startswith("w"):
+        settings["workers"] = int(kind[1:])
+    rr = Reranker.from_pretrained(args.model, family="cross-encoder", depth=100,
+                                  show_progress=False, **settings)
+    journal = Path(args.job_out).with_suffix(".journal.jsonl")
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = rerank_sharded(rr, run, queries, docs, journal=journal, ranks=ranks,
+                         show_progress=False)
+    seconds = time.perf_counter() - t0
+    # CPU seconds of this rank's busiest process (itself, or a worker of a process pool)
+    cpu = ranks.gather(max([time.process_time() - c0, *_workers_cpu(rr)]))
+    rr.close()
+    if ranks.is_zero:
+        assert res.run is not None
+        res.remove_journals()
+        Path(args.job_out).write_text(json.dumps({
+            "kind": kind, "seconds": seconds, "pairs": res.pairs_scored, "cpu": cpu,
+            "per_rank": res.per_rank,
+            "run": {q: [[d.doc_id, d.score] for d in r.docs] for q, r in res.run.items()}}))
+    return 0
+
+
+def _workers_cpu(rr) -> list[float]:
+    """CPU seconds of each ParallelScorer worker process (none for an in-process scorer;
+    their model loading is included, a small share)."""
+    out = []
+    for pid in getattr(getattr(rr, "scorer", None), "pids", None) or []:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+            out.append((int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK"))
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def ranks_benchmark(args: argparse.Namespace) -> int:
+    """``--ranks``: interleaved launches of :func:`rank_job`, medians, identity vs ``1``."""
+    import json
+    import subprocess
+
+    from rich.console import Console
+    from rich.table import Table
+
+    kinds = [k.strip() for k in args.ranks.split(",") if k.strip()]
+    tmp = Path(tempfile.mkdtemp(prefix="rankstack-ranks-"))
+    model = args.model or str(build_minilm_cross_encoder(tmp / "minilm-ce"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    cpus: dict[str, list[float]] = {k: [] for k in kinds}
+    runs: dict[str, dict] = {}
+    pairs = 0
+    console = Console(width=140)
+    for r in range(args.repeats):
+        for k in kinds:
+            out = tmp / f"{k}-{r}.json"
+            cmd = [sys.executable, __file__, "--rank-job", k, "--job-out", str(out),
+                   "--model", model, "--dtype", args.dtype, "--batch-size",
+                   str(args.batch_size)] + (["--queries", str(args.queries)] if args.queries
+                                             else [])
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+            wall = time.perf_counter() - t0
+            res = json.loads(out.read_text())
+            times[k].append(res["seconds"])
+            cpus[k].append(max(res["cpu"]))
+            runs[k], pairs = res["run"], res["pairs"]
+            console.print(f"round {r + 1}/{args.repeats}: {k}: {res['seconds']:.1f}s re-ranking "
+                          f"({wall:.1f}s with start-up), CPU s per rank {res['cpu']}, "
+                          f"per rank {res['per_rank']}")
+    ref = runs[kinds[0]]
+    table = Table(title=f"DL19 first {args.queries or 43} queries x 100 ({pairs} pairs), "
+                        f"MiniLM cross-encoder {args.dtype}, 1 thread per process, "
+                        f"median of {args.repeats}")
+    for col in ("configuration", "median s", "pairs/s", f"x {kinds[0]}",
+                "CPU s of the busiest process", f"CPU x {kinds[0]}", "same order",
+                "max |score diff|"):
+        table.add_column(col, justify="left" if col == "configuration" else "right")
+    base = statistics.median(times[kinds[0]])
+    cbase = statistics.median(cpus[kinds[0]])
+    for k in kinds:
+        med = statistics.median(times[k])
+        cmed = statistics.median(cpus[k])
+        same = all([d for d, _ in runs[k][q]] == [d for d, _ in ref[q]] for q in ref)
+        diff = max(abs(a[1] - b[1]) for q in ref for a, b in zip(runs[k][q], ref[q], strict=True))
+        table.add_row(k, f"{med:.1f}", f"{pairs / med:.1f}", f"{base / med:.2f}",
+                      f"{cmed:.1f}", f"{cbase / cmed:.2f}", str(same), f"{diff:.2g}")
+    console.print(table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", choices=["cross-encoder", "bi-encoder"], default="cross-encoder")
@@ -104,7 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--thread-scan", default="1,2",
                     help="thread counts for the per-thread pairs/s table ('' to skip)")
     ap.add_argument("--cache-dir", default=None, help="ONNX export cache (default: a temp dir)")
+    ap.add_argument("--ranks", default=None,
+                    help="whole-job mode: configurations such as 1,2,w2 (see the module doc)")
+    ap.add_argument("--dtype", default="bf16", help="--ranks mode: scorer dtype")
+    ap.add_argument("--rank-job", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--job-out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.rank_job:
+        return rank_job(args)
+    if args.ranks:
+        return ranks_benchmark(args)
 
     import torch
     from rich.console import Console

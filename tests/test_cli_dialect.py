@@ -320,3 +320,14 @@ def test_every_result_table_keeps_its_headers_in_a_narrow_terminal():
     console.print(t)
     header = next(ln for ln in console.file.getvalue().splitlines() if "cached" in ln)
     assert all(h in header for h in heads[2:])
+
+
+def test_rerank_config_beside_the_run_loads_back(data, tmp_path, capsys):
+    out = tmp_path / "r.txt"
+    assert main(["rerank", "--family", "bm25", "--candidates", "dl19", "--depth", "10",
+                 "--set", "k1=1.2", "--out", str(out), "--no-progress"]) == 0
+    first = out.read_text()
+    out.unlink()
+    assert main(["rerank", "--config", str(out) + ".config.yaml"]) == 0
+    assert out.read_text() == first
+    assert capsys.readouterr().out == ""

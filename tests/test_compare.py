@@ -22,13 +22,17 @@ def _ce(path: Path, depth: int = 10) -> str:
 
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory, tiny_bert_dir, tiny_chat_llama, dl19):
-    """compare CLI on 3 DL19 queries: BM25, a tiny cross-encoder, a tiny LLM on 1 query."""
+    """compare CLI on 3 DL19 queries: BM25, a tiny cross-encoder, a tiny LLM on 1 query, a
+    fusion of the tiny cross-encoder with BM25 over the candidates."""
     out = tmp_path_factory.mktemp("compare")
     argv = ["compare", "--dataset", "dl19", "--max-queries", "3", "--timing-queries", "2",
             "--repeats", "2", "--out-dir", str(out), "--markdown", str(out / "table.md"),
             "--models", "BM25=candidates", f"tiny-ce={_ce(tiny_bert_dir)}",
             f"tiny-llm={{model: {tiny_chat_llama}, family: llm-listwise, backend: hf, depth: 5, "
-            f"max_queries: 1, settings: {{window: 5, stride: 5, max_passage_tokens: 16}}}}"]
+            f"max_queries: 1, settings: {{window: 5, stride: 5, max_passage_tokens: 16}}}}",
+            f"fused={{family: fusion, depth: 10, settings: {{method: rrf}}, members: "
+            f"[{{model: {tiny_bert_dir}, family: cross-encoder, settings: {{dtype: fp32}}}}, "
+            f"{{family: bm25}}]}}"]
     assert main(argv) == 0
     return out
 
@@ -37,7 +41,8 @@ def compared(tmp_path_factory, tiny_bert_dir, tiny_chat_llama, dl19):
 def test_quality_columns_equal_rankstack_evaluate(compared, capsys):
     data = json.loads((compared / "compare.json").read_text())
     runs = compared / "runs"
-    assert main(["evaluate", str(runs / "BM25.run"), str(runs / "tiny-ce.run"), str(runs / "tiny-llm.run"),
+    assert main(["evaluate", str(runs / "BM25.run"), str(runs / "tiny-ce.run"),
+                 str(runs / "tiny-llm.run"), str(runs / "fused.run"),
                  "--qrels", "dl19", "--measures", "nDCG@10", "--missing", "skip",
                  "--json", str(compared / "evaluate.json")]) == 0
     ev = json.loads((compared / "evaluate.json").read_text())
@@ -46,20 +51,22 @@ def test_quality_columns_equal_rankstack_evaluate(compared, capsys):
     assert got["BM25"] == want["BM25.run"]
     assert got["tiny-ce"] == want["tiny-ce.run"]
     assert got["tiny-llm"] == want["tiny-llm.run"]
+    assert got["fused"] == want["fused.run"]
     # the significance tests too (same Evaluator, same runs, same queries)
-    key = {"BM25.run": "BM25", "tiny-ce.run": "tiny-ce", "tiny-llm.run": "tiny-llm"}
+    key = {"BM25.run": "BM25", "tiny-ce.run": "tiny-ce", "tiny-llm.run": "tiny-llm",
+           "fused.run": "fused"}
     gt = {(t["run"], t["test"]): t["p_holm"] for t in data["quality"]["tests"]}
     wt = {(key[t["run"]], t["test"]): t["p_holm"] for t in ev["tests"]}
     assert gt == wt
     counts = {r["name"]: r["counts"]["aggregated"] for r in data["quality"]["runs"]}
-    assert counts == {"BM25": 3, "tiny-ce": 3, "tiny-llm": 1}
+    assert counts == {"BM25": 3, "tiny-ce": 3, "tiny-llm": 1, "fused": 3}
 
 
 @pytest.mark.slow
 def test_cost_columns_present_and_positive(compared):
     data = json.loads((compared / "compare.json").read_text())
     costs = data["costs"]
-    assert set(costs) == {"tiny-ce", "tiny-llm"}  # BM25 is the given first stage
+    assert set(costs) == {"tiny-ce", "tiny-llm", "fused"}  # BM25 is the given first stage
     for label, c in costs.items():
         assert c["pairs_per_s"] > 0, label
         assert 0 < c["p50_ms"] <= c["p95_ms"], label
@@ -79,7 +86,7 @@ def test_cost_columns_present_and_positive(compared):
     png = (compared / "compare.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     md = (compared / "table.md").read_text()
-    assert md.count("\n| ") == 3 and "x faster vs tiny-ce" in md
+    assert md.count("\n| ") == 4 and "x faster vs tiny-ce" in md
 
 
 @pytest.mark.slow

@@ -93,3 +93,46 @@ def test_rerank_many_equals_rerank_each_list(passes: int) -> None:
     assert sorted(finished) == list(range(len(lists)))
     # default: the one-at-a-time window ranker
     assert [o for o, _ in sw.rerank_many(lists)] == [o for o, _ in want]
+
+
+def _toy_run(n_queries: int = 5, per_query: int = 9):
+    from rankstack.records import Doc, Query, Run
+
+    words = ["cats", "eat", "food", "dogs", "sleep", "a", "long", "time", "Paris", "is", "the",
+             "capital", "of", "France", "river", "Seine", "music", "guitar", "rain", "today"]
+    rng = np.random.default_rng(5)
+    queries = {f"q{i}": Query(f"q{i}", " ".join(rng.choice(words, size=3))) for i in range(n_queries)}
+    docs = {f"d{j}": Doc(f"d{j}", " ".join(rng.choice(words, size=int(rng.integers(3, 14)))))
+            for j in range(30)}
+    # queries with different candidate counts slide different numbers of windows
+    run = Run.from_dict({q: {f"d{(3 * i + k) % 30}": float(-k) for k in range(per_query - i)}
+                         for i, q in enumerate(queries)}, name="bm25")
+    return run, queries, docs
+
+
+@pytest.mark.parametrize("family", ["llm-listwise", "llm-pointwise"])
+def test_batched_llm_reranking_is_the_one_at_a_time_run(tiny_chat_llama, family) -> None:  # noqa: F811
+    from rankstack.rerank.spec import load_reranker
+
+    run, queries, docs = _toy_run()
+    settings = {"max_passage_tokens": 10, "show_progress": False}
+    if family == "llm-listwise":
+        settings.update(window=4, stride=2, passes=2)
+    out = {}
+    for bs in (1, 4):
+        rr = load_reranker({"family": family, "backend": "hf", "model": str(tiny_chat_llama),
+                            "settings": {**settings, "batch_size": bs, "threads": 1}})
+        assert rr.backend.batch_size == bs
+        out[bs] = (rr.rerank(run, queries, docs, depth=8), rr.last_report)
+        rr.close()
+    (one, rep1), (many, rep4) = out[1], out[4]
+    assert list(one) == list(many)
+    for q in one:
+        assert one[q].doc_ids == many[q].doc_ids, q  # identical permutations / orders
+        np.testing.assert_allclose([d.score for d in many[q].docs],
+                                   [d.score for d in one[q].docs], atol=1e-4)
+    assert rep4.total.calls == rep1.total.calls  # same windows (or pairs), batched
+    assert rep4.total.prompt_tokens == rep1.total.prompt_tokens
+    assert rep4.total.completion_tokens == rep1.total.completion_tokens
+    if family == "llm-listwise":
+        assert rep4.repairs == rep1.repairs

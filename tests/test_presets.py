@@ -113,7 +113,7 @@ def test_rankzephyr__prompt_and_ids(tiny_zephyr):
         assert tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False) == text
         assert rr.backend._input_ids(msgs) == tok(text).input_ids  # BOS first, once
         assert rr.backend._input_ids(msgs)[0] == tok.bos_token_id
-        assert rr.backend.dtype == "bf16" and rr.window_policy == "rank_llm"
+        assert rr.backend.dtype == "fp32" and rr.window_policy == "rank_llm"
     finally:
         rr.close()
 
@@ -121,8 +121,7 @@ def test_rankzephyr__prompt_and_ids(tiny_zephyr):
 def test_rankvicuna__prompt_and_ids(tiny_llama_dir):
     """rank_llm (2024) vicuna_reranker.py (variable_passages=False) + FastChat vicuna_v1.1:
     "{system} USER: {prompt} ASSISTANT:", tokenized with BOS."""
-    rr = load_reranker({"preset": "rankvicuna", "model": str(tiny_llama_dir),
-                        "settings": {"dtype": "fp32"}})
+    rr = load_reranker({"preset": "rankvicuna", "model": str(tiny_llama_dir)})
     try:
         msgs = _window_prompt(rr, DOCS[1:])
         q = "what do (2) cats eat"
@@ -410,3 +409,15 @@ def test_nomic_embed__prefixes(tmp_path, tiny_bert_dir):
                                model.encode(["search_query: " + QUERY]), atol=2e-5)
     np.testing.assert_allclose(s.encode_passages([DOCS[1].text]),
                                model.encode(["search_document: " + DOCS[1].text]), atol=2e-5)
+
+
+def test_chat_prompt_bos_is_added_once(tiny_chat_llama, tiny_zephyr):
+    """BOS before a chat-templated prompt: added when the template does not write it (Zephyr),
+    never doubled when it does (a template starting with <s>); add_bos=False turns it off."""
+    from rankstack.llm.hf import HFBackend
+
+    msgs = [{"role": "user", "content": "cats"}]
+    for path in (tiny_chat_llama, tiny_zephyr):
+        ids = HFBackend(str(path))._input_ids(msgs)
+        assert ids[0] == 1 and ids[1] != 1, path  # <s> = 1 in the tiny Llama vocabulary
+    assert HFBackend(str(tiny_zephyr), add_bos=False)._input_ids(msgs)[0] != 1

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         preflight(args)
         rc = int(args.func(args) or 0)
         if rc == 0:
-            path = write_run_config(args, argv)
+            path = write_run_config(args, argv, parser)
             if path:
                 say(f"resolved options -> {path}")
         return rc

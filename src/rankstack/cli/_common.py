@@ -126,10 +126,12 @@ def preflight(args: argparse.Namespace) -> None:
                 check_output_dir(item, flag)
             elif kind == "journal":
                 from rankstack.io.journal import acquire_lock, journal_path
+                from rankstack.rerank.predict import launched_rank
 
                 check_output_file(item, flag)
                 check_output_file(journal_path(item), f"{flag} journal")
-                acquire_lock(journal_path(item))
+                if launched_rank() == 0:  # other ranks of the job lock their own journals
+                    acquire_lock(journal_path(item))
     if args.command in RUN_WRITERS and getattr(args, "out", None):
         check_output_file(config_path(args.out), "--out config")
 
@@ -155,11 +157,16 @@ def config_path(out: str | os.PathLike[str]) -> str:
     return os.fspath(out) + ".config.yaml"
 
 
-def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The command's options after flags and --config files, as YAML-able values."""
+def resolved_config(args: argparse.Namespace,
+                    parser: argparse.ArgumentParser | None = None) -> dict[str, Any]:
+    """The command's options after flags and --config files, as YAML-able values (only the
+    command's declared options, so the result loads back as ``--config``)."""
+    known = None
+    if parser is not None:
+        known = {a.dest for a in _subparser(parser, args.command)._actions}
     out: dict[str, Any] = {}
     for k, v in sorted(vars(args).items()):
-        if k in _INTERNAL or k.startswith("_") or callable(v):
+        if k in _INTERNAL or k.startswith("_") or callable(v) or (known and k not in known):
             continue
         out[k] = _plain(v)
     return out
@@ -180,7 +187,8 @@ def _plain(v: Any) -> Any:
     return os.fspath(v) if isinstance(v, os.PathLike) else str(v)
 
 
-def write_run_config(args: argparse.Namespace, argv: list[str]) -> str | None:
+def write_run_config(args: argparse.Namespace, argv: list[str],
+                     parser: argparse.ArgumentParser | None = None) -> str | None:
     """Write ``<out>.config.yaml`` beside a run: loadable as ``--config`` to redo it."""
     if args.command not in RUN_WRITERS or not getattr(args, "out", None):
         return None
@@ -192,7 +200,7 @@ def write_run_config(args: argparse.Namespace, argv: list[str]) -> str | None:
     from rankstack.io import atomic_write
 
     path = config_path(args.out)
-    cfg = resolved_config(args)
+    cfg = resolved_config(args, parser)
     with atomic_write(path) as fh:
         fh.write(f"# rankstack {args.command}, rankstack {__version__}; the resolved options "
                  f"(flags over --config files).\n# Re-run with: rankstack {args.command} "

@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
                     "measured: warm-up, interleaved timing passes, medians. MODEL is "
                     "'candidates' (the first-stage run as is), LABEL=SPEC, a YAML mapping "
                     "('{model: M, family: cross-encoder, settings: {dtype: fp32}}'; keys "
-                    "model, family, backend, settings, depth, max_queries, label) or a YAML file "
+                    "model, family, preset, backend, settings, members, depth, max_queries, "
+                    "timing_queries, label) or a YAML file "
                     "holding one. Writes OUT_DIR/compare.json, OUT_DIR/compare.png (quality vs "
                     "latency, Pareto front marked) and the runs under OUT_DIR/runs/.")
     add_config_arg(p)
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, alpha=args.alpha)
     data = DatasetArgs(args.dataset or "files", run=args.run, topics=args.topics,
                        corpus=args.corpus, qrels=args.qrels)
-    result = compare(data, models, args.out_dir, settings)
+    result = compare(data, models, args.out_dir, settings, progress=True)
     Console(width=200).print(result.table())
     out = Path(args.out_dir)
     json_path = args.json or out / "compare.json"

@@ -1,4 +1,5 @@
-"""``rankstack fit --config train.yaml``: train a cross-encoder student (Lightning).
+"""``rankstack fit --config train.yaml``: train a student (Lightning): ``family`` cross-encoder
+(default), rankllama or bi-encoder.
 
 The YAML holds :class:`~rankstack.train.fit.TrainConfig` keys at the top level and a ``data``
 section choosing the training groups:
@@ -56,8 +57,9 @@ _RENAMED = {"min_relevance": "binary_rel", "min_grade": "binary_rel"}
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("fit", help="train a cross-encoder student (or, with task: pe-rank, a "
-                                   "PE-Rank stage) from a YAML config")
+    p = sub.add_parser("fit", help="train a student (family: cross-encoder, rankllama or "
+                                   "bi-encoder; or, with task: pe-rank, a PE-Rank stage) from a "
+                                   "YAML config")
     p.add_argument("--config", action="append", default=[], metavar="YAML", required=True,
                    help="training config (repeatable; later files override earlier)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

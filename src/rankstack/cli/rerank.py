@@ -30,8 +30,8 @@ def _yaml_value(text: str) -> Any:
 SETTING_FLAGS: dict[str, tuple[type, str]] = {
     "batch_size": (int, "pairs per model batch"),
     "threads": (int, "CPU threads (scorer default 1)"),
-    "workers": (int, "score with N worker processes (pointwise families; each with --threads "
-                     "threads, default 1); on small CPUs faster than more threads"),
+    "workers": (int, "N processes (each with --threads threads, default 1): runs N ranks, "
+                     "as --devices N; on small CPUs faster than more threads"),
     "dtype": (str, "auto | fp32 | bf16 | bf16-mixed (encoder families; auto = bf16 where the "
                    "CPU has AMX/AVX512-BF16); LLM hf backend also float32/bfloat16"),
     "quantize": (str, "int8: ONNX dynamic int8 (changes rankings)"),
@@ -67,6 +67,51 @@ def add_spec_args(p: argparse.ArgumentParser, *, what: str = "re-ranker") -> Non
     p.add_argument("--set", "--setting", dest="setting", type=setting_arg, action="append",
                    default=[], metavar="KEY=VALUE",
                    help="a family setting (repeatable), e.g. --set doc_length=256")
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """Where the job runs: the settings of ``rankstack fit`` (Lightning), shared by rerank,
+    llm-rerank and teach (:mod:`rankstack.rerank.predict`)."""
+    p.add_argument("--accelerator", default=None, help="cpu (default), gpu, auto (Lightning)")
+    p.add_argument("--devices", default=None,
+                   help="ranks per node: 2 = two processes (gloo/DDP on CPU), -1 = every GPU; "
+                        "queries are sharded over them and the runs merged on rank 0")
+    p.add_argument("--num-nodes", type=int, default=None, help="machines (Lightning num_nodes)")
+    p.add_argument("--strategy", default=None, help="Lightning strategy (default auto; ddp)")
+
+
+def launch_ranks(args: argparse.Namespace, spec: dict[str, Any] | None = None):
+    """Start this command's ranks (:func:`rankstack.rerank.predict.launch`).
+
+    A job-level ``workers: N`` setting (the former process pool) runs N ranks instead: ranks
+    shard whole queries and measured as fast (README, Scaling), so a job has one way to use
+    several processes; the pool itself stays for serving.
+    """
+    import logging
+
+    from rankstack.errors import ConfigError
+    from rankstack.rerank.predict import launch
+
+    values = {k: getattr(args, k, None) for k in ("accelerator", "devices", "num_nodes",
+                                                   "strategy")}
+    workers = (spec or {}).get("settings", {}).pop("workers", None)
+    if workers is not None and workers != 1:
+        if values["devices"] is not None:
+            raise ConfigError("give --devices or --workers, not both (--workers N runs N ranks)")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"workers must be a positive integer, not {workers!r}")
+        logging.getLogger("rankstack").warning("--workers %d: running %d ranks (--devices %d)",
+                                               workers, workers, workers)
+        values["devices"] = workers
+        values["strategy"] = values["strategy"] or "ddp"
+    return launch(values)
+
+
+def place_on(spec: dict[str, Any], ranks) -> dict[str, Any]:
+    """A spec whose model goes to this rank's device (GPU ranks; CPU keeps the settings)."""
+    if ranks.device != "cpu":
+        spec.setdefault("settings", {}).setdefault("device", ranks.device)
+    return spec
 
 
 def add_parser(sub, name: str = "rerank", *, llm_alias: bool = False) -> None:
@@ -106,6 +151,7 @@ def add_parser(sub, name: str = "rerank", *, llm_alias: bool = False) -> None:
                         "re-ranked docs; counted")
     p.add_argument("--stats", default=None, help="also write the report as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_args(p)
     p.set_defaults(func=run, llm_alias=llm_alias)
 
 
@@ -144,30 +190,46 @@ def run(args: argparse.Namespace) -> int:
     from rankstack.datasets import load_dataset
     from rankstack.errors import ConfigError
     from rankstack.io import write_run
+    from rankstack.records import Run
+    from rankstack.rerank.predict import rerank_sharded
+    from rankstack.rerank.report import RerankReport
     from rankstack.rerank.spec import load_reranker
 
     if not args.candidates and not args.run:
         raise ConfigError("give --candidates (dataset or retrieve-results JSON) or --run")
     spec = spec_from_args(args, base=args.reranker)
+    ranks = launch_ranks(args, spec)  # before any model is loaded: each rank loads its own
     ds = load_dataset(args.candidates or "files", run=args.run, topics=args.topics,
                       corpus=args.corpus)
     if ds.run is None:
         raise ConfigError(f"{args.candidates}: no candidate run (give --run)")
     if not ds.docs:
         raise ConfigError("no passage texts: give --candidates with passages or --corpus")
-    reranker = load_reranker(spec)
+    candidates = ds.run
+    if args.max_queries is not None:
+        if args.max_queries < 1:
+            raise ConfigError(f"--max-queries must be a positive integer, not {args.max_queries}")
+        candidates = Run({q: ds.run[q] for q in list(ds.run)[: args.max_queries]},
+                         name=ds.run.name)
+    reranker = load_reranker(place_on(spec, ranks))
     journal = Path(str(args.out) + ".journal.jsonl")
-    if journal.exists():
+    if journal.exists() and ranks.is_zero:
         say(f"resuming from {journal}")
     try:
-        result = reranker.rerank(ds.run, ds.queries, ds.docs, depth=args.depth,
-                                 journal=journal, max_queries=args.max_queries)
+        res = rerank_sharded(reranker, candidates, ds.queries, ds.docs, journal=journal,
+                             ranks=ranks, depth=args.depth,
+                             show_progress=not args.no_progress)
     finally:
         reranker.close()
-    report = reranker.last_report
-    assert report is not None
+    if not ranks.is_zero:
+        return 0  # rank 0 merged the ranks' journals and writes the outputs
+    result = res.run
+    assert result is not None
+    report = res.report or RerankReport(model=reranker.name, score_kind=reranker.score_kind,
+                                        depth=args.depth, resumed_queries=res.resumed_queries)
+    report.settings.setdefault("ranks", res.world_size)
     write_run(result, args.out, tag=args.run_tag)
-    journal.unlink(missing_ok=True)
+    res.remove_journals()
     report.settings.setdefault("spec", reranker.spec.to_dict())  # type: ignore[attr-defined]
     if ds.qrels is not None:
         report.notes["nDCG@10"] = _ndcg10(ds, result)

@@ -12,7 +12,14 @@ import argparse
 import json
 
 from rankstack.cli._common import add_config_arg, say
-from rankstack.cli.rerank import _yaml_value, add_spec_args, spec_from_args
+from rankstack.cli.rerank import (
+    _yaml_value,
+    add_device_args,
+    add_spec_args,
+    launch_ranks,
+    place_on,
+    spec_from_args,
+)
 
 
 def add_parser(sub) -> None:
@@ -41,6 +48,7 @@ def add_parser(sub) -> None:
                    help="queries ranked between two journal writes")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="teacher run (TREC); provenance JSON beside it")
+    add_device_args(p)
     p.set_defaults(func=run)
 
 
@@ -93,17 +101,24 @@ def run(args: argparse.Namespace) -> int:
         keep = list(pooled)[: args.max_queries]
         pooled = type(pooled)({q: pooled[q] for q in keep}, pooled.name)
     check_pool(args, src, pooled)  # before the teacher is loaded
-    say(f"pooled {len(pooled)} queries, {pooled.n_pairs} pairs from {len(src.runs)} runs "
-          f"(depth {args.depth}): {json.dumps(pool_stats_dict(stats))}")
-    teacher, teacher_id = load_teacher(spec=spec, **settings)
+    # the ranks start after the inputs were checked, before the teacher is loaded (each rank
+    # loads its own)
+    ranks = launch_ranks(args, spec)
+    if ranks.is_zero:
+        say(f"pooled {len(pooled)} queries, {pooled.n_pairs} pairs from {len(src.runs)} runs "
+            f"(depth {args.depth}): {json.dumps(pool_stats_dict(stats))}")
+    teacher, teacher_id = load_teacher(spec=place_on(spec, ranks), **settings)
     cfg = {"runs": args.runs, "depth": args.depth,
            "teacher": teacher.spec.to_dict(),  # type: ignore[attr-defined]
            "max_queries": args.max_queries, "sample": args.sample, "seed": args.seed}
     try:
         result = teach(teacher, teacher_id, pooled, src.queries, src.docs, args.out, config=cfg,
-                       chunk_size=args.chunk_size, show_progress=not args.no_progress)
+                       chunk_size=args.chunk_size, show_progress=not args.no_progress,
+                       ranks=ranks)
     finally:
         teacher.close()
+    if result is None:
+        return 0  # not rank 0: rank 0 merged the journals and wrote the run
     say(f"teacher run: {args.out} ({result.provenance['queries']} queries, "
           f"{result.provenance['pairs']} pairs; resumed {result.resumed_queries}, "
           f"scored {result.scored_queries}) in {result.provenance['wall_time_s_this_invocation']} s")

@@ -18,21 +18,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rankstack import __version__
 from rankstack.config import config_hash
 from rankstack.errors import ConfigError, InputError
 from rankstack.io import atomic_write, write_run
-from rankstack.io.journal import RankingJournal, inputs_fingerprint
+from rankstack.io.journal import inputs_fingerprint
 from rankstack.records import Doc, Query, Ranking, Run
-from rankstack.rerank.report import RerankReport
+from rankstack.rerank.report import RerankReport, add_reports  # noqa: F401 - re-export
+
+if TYPE_CHECKING:
+    from rankstack.rerank.predict import Ranks
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +124,19 @@ def teach(
     config: Mapping[str, Any] | None = None,
     chunk_size: int = 8,
     show_progress: bool = True,
-) -> TeachResult:
+    ranks: Ranks | None = None,
+) -> TeachResult | None:
     """Rank every query's candidates with ``teacher`` and write the teacher Run to ``out``.
 
     ``config`` (the teacher + pooling settings) is hashed into the provenance and guards the
-    journal: resuming with a different config is an error.
+    journal: resuming with a different config is an error. ``ranks``
+    (:func:`rankstack.rerank.predict.launch`): shard the queries over Lightning ranks, each
+    journaling its own (:func:`~rankstack.rerank.predict.rerank_sharded`, groups of
+    ``chunk_size`` queries); rank 0 writes the run and returns the result, other ranks
+    return None.
     """
+    from rankstack.rerank.predict import rerank_sharded
+
     out = Path(out)
     cfg = {"teacher": teacher_id, **(dict(config) if config else {})}
     chash = config_hash(cfg)
@@ -138,36 +145,16 @@ def teach(
         raise InputError(f"{len(missing_text)} candidate queries have no text "
                          f"(first: {missing_text[0]!r})", field="queries")
     # keyed by the inputs' content, not their paths: a replaced candidates file is noticed
-    journal = RankingJournal(out.with_name(out.name + ".journal.jsonl"),
-                             {"rankstack_teach_journal": 2, "config_hash": chash,
-                              "teacher": teacher_id,
-                              "inputs": inputs_fingerprint(candidates, queries, docs)})
-    done = journal.load()
-    todo = [q for q in candidates if q not in done]
-    resumed = len(candidates) - len(todo)
-    if resumed:
-        log.info("resuming: %d queries already in %s, %d to go", resumed, journal.path, len(todo))
-    start = time.perf_counter()
-    total: RerankReport | None = None
-    warn = getattr(teacher, "warn", None)
-    if warn is not None:  # one set of warnings for the whole job, not one per chunk
-        teacher.warn = False  # type: ignore[attr-defined]
-    with journal.writer() as jw, tqdm(total=len(candidates), initial=resumed, unit="q",
-                                      desc=f"teach {teacher_id}", disable=not show_progress) as bar:
-        for i in range(0, len(todo), chunk_size):
-            chunk = Run({q: candidates[q] for q in todo[i:i + chunk_size]}, name="chunk")
-            ranked = teacher.rerank(chunk, queries, docs)
-            rep = getattr(teacher, "last_report", None)
-            if isinstance(rep, RerankReport):
-                total = rep if total is None else add_reports(total, rep)
-            jw.write(ranked[q] for q in chunk)
-            done.update({q: ranked[q] for q in chunk})
-            bar.update(len(chunk))
-    if warn is not None:
-        teacher.warn = warn  # type: ignore[attr-defined]
-        for w in (total.warnings() if total is not None and warn else []):
-            log.warning("%s", w)
-    run = Run({q: done[q] for q in candidates}, name=f"teacher-{chash[:8]}")
+    res = rerank_sharded(teacher, candidates, queries, docs,
+                         journal=out.with_name(out.name + ".journal.jsonl"),
+                         header={"rankstack_teach_journal": 2, "config_hash": chash,
+                                 "teacher": teacher_id,
+                                 "inputs": inputs_fingerprint(candidates, queries, docs)},
+                         ranks=ranks, chunk_queries=chunk_size, chunk_pairs=1 << 62,
+                         name=f"teacher-{chash[:8]}", show_progress=show_progress)
+    if res.run is None:
+        return None
+    run = res.run
     provenance = {
         "teacher": teacher_id,
         "config": cfg,
@@ -175,9 +162,11 @@ def teach(
         "rankstack_version": __version__,
         "queries": len(run),
         "pairs": run.n_pairs,
-        "resumed_queries": resumed,
-        "wall_time_s_this_invocation": round(time.perf_counter() - start, 3),
+        "resumed_queries": res.resumed_queries,
+        "wall_time_s_this_invocation": round(res.seconds, 3),
+        "ranks": res.world_size,
     }
+    total = res.report
     if total is not None:
         t = total.to_dict()
         provenance["teacher_report_this_invocation"] = {
@@ -187,22 +176,8 @@ def teach(
     write_run(run, out)
     with atomic_write(out.with_name(out.name + ".provenance.json")) as fh:
         json.dump(provenance, fh, indent=2)
-    journal.remove()
-    return TeachResult(run, provenance, resumed, len(todo), total)
-
-
-def add_reports(a: RerankReport, b: RerankReport) -> RerankReport:
-    """``a`` with ``b``'s counts, usage and repairs added (one teacher, several chunks)."""
-    out = RerankReport(**{**a.__dict__, "per_query": {**a.per_query, **b.per_query},
-                          "repairs": dict(a.repairs), "notes": dict(a.notes)})
-    for f in ("queries", "pairs_scored", "kept_below_depth", "empty_queries", "missing_docs",
-              "missing_queries", "passages_truncated", "queries_truncated", "ties", "seconds"):
-        setattr(out, f, getattr(a, f) + getattr(b, f))
-    out.total = type(a.total)(**a.total.__dict__)
-    out.total += b.total
-    for k, v in b.repairs.items():
-        out.repairs[k] = out.repairs.get(k, 0) + v
-    return out
+    res.remove_journals()
+    return TeachResult(run, provenance, res.resumed_queries, res.scored_queries, total)
 
 
 def pool_stats_dict(stats: PoolStats) -> dict[str, Any]:

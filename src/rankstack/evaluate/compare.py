@@ -24,7 +24,6 @@ A row ``candidates`` is the first-stage run itself (no model, no cost measured).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -38,11 +37,9 @@ from rankstack.errors import ConfigError, InputError
 from rankstack.evaluate import efficiency as eff
 from rankstack.evaluate.compare_report import CompareResult
 
-log = logging.getLogger("rankstack.evaluate.compare")
-
 CANDIDATES = "candidates"
 SPEC_KEYS = {"label", "model", "family", "preset", "backend", "settings", "depth", "max_queries",
-             "members"}
+             "timing_queries", "members"}
 
 
 @dataclass
@@ -53,6 +50,7 @@ class ModelSpec:
     spec: dict[str, Any]  # model / family / backend / settings (the re-ranker spec)
     depth: int | None = None  # None: the re-ranker's own default
     max_queries: int | None = None
+    timing_queries: int | None = None  # None: the compare setting
 
     @property
     def is_candidates(self) -> bool:
@@ -98,12 +96,13 @@ def parse_model(text: str | Mapping[str, Any], where: str = "--models") -> Model
             if raw.get(k) is not None}
     if "settings" in spec and not isinstance(spec["settings"], Mapping):
         raise ConfigError(f"{where}: 'settings' must be a mapping, not {spec['settings']!r}")
-    for key in ("depth", "max_queries"):
+    for key in ("depth", "max_queries", "timing_queries"):
         v = raw.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigError(f"{where}: {key!r} must be a positive integer, not {v!r}")
     label = label or raw.get("label") or _default_label(spec)
-    return ModelSpec(str(label), spec, raw.get("depth"), raw.get("max_queries"))
+    return ModelSpec(str(label), spec, raw.get("depth"), raw.get("max_queries"),
+                     raw.get("timing_queries"))
 
 
 def _default_label(spec: Mapping[str, Any]) -> str:
@@ -146,9 +145,10 @@ class CompareSettings:
         return (f"each model in a fresh process, threads={self.threads} for all; "
                 f"{self.warmup} warm-up quer{'y' if self.warmup == 1 else 'ies'}, then "
                 f"{self.repeats} timing pass(es) interleaved across models (order rotated), "
-                f"{self.timing_queries or 'all'} timing queries each re-ranked alone, caches "
-                f"off; latency = median over passes per query, p50/p95 over queries; pairs/s = "
-                f"median over passes; load = one load, libraries' import included")
+                f"{self.timing_queries or 'all'} timing queries (unless a model sets its "
+                f"own) each re-ranked alone, caches off; latency = median over passes per "
+                f"query, p50/p95 over queries; pairs/s = median over passes; load = one "
+                f"load in a fresh process, importing its libraries (torch, llama_cpp) included")
 
 
 @dataclass
@@ -157,7 +157,7 @@ class ModelCost:
 
     label: str
     name: str
-    load_s: float
+    load_s: float  # one load_reranker() in a fresh process, its libraries' imports included
     quality_s: float | None  # None when the quality run was re-used
     pairs_per_s: float
     p50_ms: float
@@ -238,8 +238,15 @@ class DatasetArgs:
 
 
 def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.PathLike[str],
-            settings: CompareSettings | None = None) -> CompareResult:
-    """Re-rank with every model, evaluate, measure; runs go to ``out_dir/runs/LABEL.run``."""
+            settings: CompareSettings | None = None, *, progress: bool = False
+            ) -> CompareResult:
+    """Re-rank with every model, evaluate, measure; runs go to ``out_dir/runs/LABEL.run``.
+    ``progress``: one line per step on stderr."""
+
+    def say(text: str) -> None:
+        if progress:
+            print(f"compare: {text}", file=sys.stderr, flush=True)
+
     from rankstack.datasets import DATASETS, load_dataset
     from rankstack.evaluate import Evaluator
     from rankstack.io import atomic_write, read_run, write_run
@@ -283,11 +290,11 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
                           tag=_safe(m.label))
                 continue
             p = procs[m.label] = _Proc(m.label, s.threads)
-            timing = qids[:s.timing_queries]
+            timing = qids[:m.timing_queries or s.timing_queries]
             spec = run_spec(m.spec, s.threads, out / "llm-cache" / _safe(m.label))
             loaded[m.label] = p.ask("load", dataset=data.to_dict(), spec=spec, qids=qids,
                                     timing_qids=timing, depth=m.depth)
-            log.info("%s: loaded in %.1fs", m.label, loaded[m.label]["load_s"])
+            say(f"{m.label}: loaded in {loaded[m.label]['load_s']:.1f}s")
         for m in models:
             if m.is_candidates:
                 continue
@@ -298,6 +305,7 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
             if path.exists() and meta.exists() and _meta_key(meta) == key:
                 quality[m.label] = {"reused": True, **json.loads(meta.read_text())}
             else:
+                say(f"{m.label}: quality pass over {len(all_qids[:m.max_queries])} queries")
                 rep = procs[m.label].ask("quality", run_path=str(path), tag=_safe(m.label))
                 quality[m.label] = {"reused": False, "key": key, "seconds": rep["seconds"],
                                     "report": rep["report"]}
@@ -315,6 +323,7 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
             order = measured[r % len(measured):] + measured[:r % len(measured)] if measured \
                 else []
             for label in order:
+                say(f"timing pass {r + 1}/{s.repeats}: {label}")
                 passes[label].append(procs[label].ask("time"))
         memory = {label: procs[label].ask("finish")["memory"] for label in measured}
     finally:

@@ -3,42 +3,17 @@ protocol's, :mod:`rankstack.rerank.base`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 from rankstack.llm.base import LLMBackend
 from rankstack.rerank.base import RerankItem
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def map_maybe_parallel(fn: Callable[[T], R], items: Iterable[T], workers: int,
-                       on_done: Callable[[int], None] | None = None) -> list[R]:
-    """``[fn(x) for x in items]``, on a thread pool when ``workers > 1``; order kept.
-    ``on_done(i)`` is called as item ``i`` is finished (in order)."""
-    items = list(items)
-    if workers <= 1 or len(items) <= 1:
-        out = []
-        for i, x in enumerate(items):
-            out.append(fn(x))
-            if on_done:
-                on_done(i)
-        return out
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(fn, x) for x in items]
-        results = []
-        for i, f in enumerate(futures):
-            results.append(f.result())
-            if on_done:
-                on_done(i)
-        return results
-
 
 def query_groups(pending: list[RerankItem], backend: LLMBackend) -> Iterator[list[RerankItem]]:
-    """As many queries per group as the backend runs calls at once (a journal write each)."""
-    size = max(1, int(backend.max_concurrency))
+    """As many queries per group as the backend runs calls at once, or batches in one
+    forward pass (a journal write each)."""
+    size = max(1, int(backend.max_concurrency), int(getattr(backend, "batch_size", 1)))
     for i in range(0, len(pending), size):
         yield pending[i:i + size]
 

@@ -27,7 +27,8 @@ class HFBackend(LLMBackend):
     turns that off). ``dtype``: a name of :data:`rankstack.hf_loading.DTYPES` (aliases such as
     ``float32``/``bfloat16`` accepted; ``bf16-mixed`` is for encoder scorers only).
     :meth:`generate_batch` and :meth:`next_token_logprobs_batch` run ``batch_size`` prompts per
-    forward pass, left-padded; with greedy decoding their outputs are a single call's.
+    forward pass, left-padded (default 1: one call per prompt); with greedy decoding their
+    outputs are a single call's (listwise windows of many queries, pointwise pairs).
     """
 
     kind = "hf"
@@ -35,7 +36,7 @@ class HFBackend(LLMBackend):
     def __init__(self, model: str, *, device: str = "cpu", dtype: str = "fp32",
                  threads: int | None = None, use_chat_template: bool = True,
                  max_input_tokens: int | None = None, trust_remote_code: bool = False,
-                 batch_size: int = 8, add_bos: bool = True) -> None:
+                 batch_size: int = 1, add_bos: bool = True) -> None:
         torch = require("torch", "neural", "Hugging Face LLM backends")
         require("transformers", "neural", "Hugging Face LLM backends")
         dtype = normalize_dtype(dtype)
@@ -102,18 +103,27 @@ class HFBackend(LLMBackend):
 
     def generate(self, prompt: Prompt, *, max_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> Generation:
-        return self.generate_batch([prompt], max_tokens=max_tokens, stop=stop)[0]
+        return self._generate([prompt], [max_tokens], stop, [[0]])[0]
 
     def generate_batch(self, prompts: Sequence[Prompt], *, max_tokens: int | Sequence[int] = 64,
                        stop: Sequence[str] | None = None) -> list[Generation]:
         """Greedy generation, :attr:`batch_size` prompts per ``model.generate`` call (similar
         lengths together, left-padded, masked); each output is cut at the first end-of-sequence
-        token and at ``max_tokens`` of its own prompt, as a call of its own would be."""
-        torch = self._torch
+        token and at ``max_tokens`` of its own prompt, as a call of its own would be.
+        ``batch_size`` 1: one :meth:`generate` call per prompt."""
         caps = per_prompt(max_tokens, len(prompts))
+        if self.batch_size <= 1:
+            return super().generate_batch(prompts, max_tokens=caps, stop=stop)
         ids = [self._input_ids(p) for p in prompts]
+        return self._generate(prompts, caps, stop, self._chunks(ids), ids)
+
+    def _generate(self, prompts: Sequence[Prompt], caps: list[int], stop: Sequence[str] | None,
+                  chunks: list[list[int]], ids: list[list[int]] | None = None
+                  ) -> list[Generation]:
+        torch = self._torch
+        ids = ids or [self._input_ids(p) for p in prompts]
         out: list[Generation] = [None] * len(ids)  # type: ignore[list-item]
-        for chunk in self._chunks(ids):
+        for chunk in chunks:
             x, mask = self._left_pad([ids[i] for i in chunk])
             with torch.inference_mode():
                 gen = self.model.generate(
@@ -155,12 +165,19 @@ class HFBackend(LLMBackend):
         return self.tokenizer.decode([token_id])
 
     def next_token_logprobs(self, prompt: Prompt, candidates: Sequence[str]) -> NextTokenScores:
-        return self.next_token_logprobs_batch([prompt], candidates)[0]
+        return self._logprobs([prompt], candidates, batched=False)[0]
 
     def next_token_logprobs_batch(self, prompts: Sequence[Prompt],
                                   candidates: Sequence[str]) -> list[NextTokenScores]:
         """Next-token log-probabilities, :attr:`batch_size` left-padded prompts per forward
-        pass (positions counted from each prompt's first real token)."""
+        pass (positions counted from each prompt's first real token); ``batch_size`` 1: one
+        :meth:`next_token_logprobs` call per prompt."""
+        if self.batch_size <= 1:
+            return super().next_token_logprobs_batch(prompts, candidates)
+        return self._logprobs(prompts, candidates, batched=True)
+
+    def _logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str], *,
+                  batched: bool) -> list[NextTokenScores]:
         torch = self._torch
         from rankstack.rerank.answer import drop_tail
 
@@ -169,8 +186,9 @@ class HFBackend(LLMBackend):
             answer, tail = self.answer_ids(self._prompt_text(p), candidates)
             ids.append(drop_tail(self._input_ids(p), tail, str(self.model_id)))
             answers.append(answer)
+        chunks = self._chunks(ids) if batched else [[i] for i in range(len(ids))]
         out: list[NextTokenScores] = [None] * len(ids)  # type: ignore[list-item]
-        for chunk in self._chunks(ids):
+        for chunk in chunks:
             x, mask = self._left_pad([ids[i] for i in chunk])
             kw = {"logits_to_keep": 1} if self._keeps_logits else {}
             with torch.inference_mode():

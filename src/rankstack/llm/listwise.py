@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rankstack.errors import ConfigError
-from rankstack.llm._run import PassageCutter, llm_budgets, map_maybe_parallel, query_groups
+from rankstack.llm._run import PassageCutter, llm_budgets, query_groups
 from rankstack.llm.accounting import LLMCaller, timer
 from rankstack.llm.base import LLMBackend
 from rankstack.llm.cache import LLMCache
@@ -102,32 +102,37 @@ class ListwiseLLMReranker(RunReranker):
 
     def _score_group(self, items: list[RerankItem], report: RerankReport,
                      advance: Callable[[int], None]) -> list[Sequence[float]]:
+        """The group's queries slide their windows in lockstep: each step ranks the current
+        window of every query in one batched call (:meth:`SlidingWindowReranker.rerank_many`;
+        HF: ``batch_size`` prompts per ``generate``, HTTP: ``max_concurrency`` requests)."""
         caller = self._caller
+        tokens = self.passages == "tokens"
+        lists: list[tuple[int, list[Any]]] = [
+            (k, [self._cutter(d, x) for d, x in zip(it.ids, it.texts, strict=True)]
+             if tokens else list(it.docs)) for k, it in enumerate(items)]
 
-        def one(it: RerankItem) -> list[float]:
+        def rank_windows(batch) -> list[list[int]]:
             start = timer()
-            passages: list[Any] = (
-                [self._cutter(d, t) for d, t in zip(it.ids, it.texts, strict=True)]
-                if self.passages == "tokens" else list(it.docs))
+            # reference preparation is per window (its word cap depends on the window size)
+            msgs = [self.template.render_listwise(items[k].query, window) if tokens
+                    else self._window_prompt(items[k].query, window) for k, window in batch]
+            gens = caller.generate_batch(
+                [items[k].qid for k, _ in batch], msgs,
+                max_tokens=[self.template.max_tokens(len(window)) for _, window in batch],
+                stop=self.template.stop)
+            share = (timer() - start) / len(batch)
+            for k, _ in batch:
+                caller.add_wall(items[k].qid, share)
+            return [[i - 1 for i in extract_ids(g.text, self.id_parsing)] for g in gens]
 
-            def rank_window(query: str, window_passages) -> list[int]:
-                if self.passages == "tokens":
-                    msgs = self.template.render_listwise(query, window_passages)
-                else:  # reference preparation, per window (its word cap depends on the size)
-                    msgs = self._window_prompt(query, window_passages)
-                g = caller.generate(it.qid, msgs, max_tokens=self.template.max_tokens(
-                    len(window_passages)), stop=self.template.stop)
-                return [i - 1 for i in extract_ids(g.text, self.id_parsing)]
-
-            sw = SlidingWindowReranker(rank_window, window=self.window, stride=self.stride,
-                                       passes=self.passes, policy=self.window_policy)
-            order, stats = sw.rerank(it.query, passages)
+        sw = SlidingWindowReranker(lambda q, p: [], window=self.window, stride=self.stride,
+                                   passes=self.passes, policy=self.window_policy)
+        results = sw.rerank_many(lists, rank_windows,
+                                 on_done=lambda k: advance(len(items[k].ids)))
+        out: list[Sequence[float]] = []
+        for it, (order, stats) in zip(items, results, strict=True):
             self._repairs[it.qid] = stats
-            caller.add_wall(it.qid, timer() - start)
-            return rank_scores(order, len(passages))
-
-        out = map_maybe_parallel(one, items, self.backend.max_concurrency,
-                                 lambda i: advance(len(items[i].ids)))
+            out.append(rank_scores(order, len(it.ids)))
         report.pairs_scored += sum(len(it.ids) for it in items)
         return out
 

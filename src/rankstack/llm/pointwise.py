@@ -16,13 +16,16 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rankstack.errors import ConfigError
-from rankstack.llm._run import PassageCutter, llm_budgets, map_maybe_parallel, query_groups
+from rankstack.llm._run import PassageCutter, llm_budgets, query_groups
 from rankstack.llm.accounting import LLMCaller, timer
 from rankstack.llm.base import LLMBackend
 from rankstack.llm.cache import LLMCache
 from rankstack.llm.templates import PromptTemplate, load_template
 from rankstack.rerank.base import OnMissing, RerankItem, RunReranker
 from rankstack.rerank.report import RerankReport
+
+#: pairs handed to the backend's batched call at a time (progress and journal granularity)
+PAIRS_PER_CALL = 64
 
 
 class PointwiseLLMReranker(RunReranker):
@@ -70,25 +73,31 @@ class PointwiseLLMReranker(RunReranker):
 
     def _score_group(self, items: list[RerankItem], report: RerankReport,
                      advance: Callable[[int], None]) -> list[Sequence[float]]:
+        """All pairs of the group through batched calls (HF: ``batch_size`` prompts per
+        forward pass; HTTP: ``max_concurrency`` requests at once), :data:`PAIRS_PER_CALL` at
+        a time; each score is the single call's."""
         caller = self._caller
-        jobs = [(it.qid, it.query, self._cutter(d, t))
-                for it in items for d, t in zip(it.ids, it.texts, strict=True)]
-
-        def one(job: tuple[str, str, str]) -> tuple[float, int]:
-            qid, query, text = job
+        t = self.template
+        chat = self.backend.has_chat_template
+        jobs = [(it.qid, t.render_pointwise(it.query, self._cutter(d, x), chat=chat))
+                for it in items for d, x in zip(it.ids, it.texts, strict=True)]
+        results: list[float] = []
+        for a in range(0, len(jobs), PAIRS_PER_CALL):
+            part = jobs[a:a + PAIRS_PER_CALL]
             start = timer()
-            out = self.score(caller, qid, query, text)
-            caller.add_wall(qid, timer() - start)
-            return out
-
-        results = map_maybe_parallel(one, jobs, self.backend.max_concurrency,
-                                     lambda i: advance(1))
-        self._missing_answers += sum(m for _, m in results)
+            got = caller.next_token_logprobs_batch([q for q, _ in part], [m for _, m in part],
+                                                   [t.positive, t.negative])
+            share = (timer() - start) / len(part)
+            for (qid, _), s in zip(part, got, strict=True):
+                caller.add_wall(qid, share)
+                results.append(s.logprobs[t.positive] - s.logprobs[t.negative])
+                self._missing_answers += len(s.missing)
+            advance(len(part))
         report.pairs_scored += len(jobs)
         out: list[Sequence[float]] = []
         pos = 0
         for it in items:
-            out.append([s for s, _ in results[pos:pos + len(it.ids)]])
+            out.append(results[pos:pos + len(it.ids)])
             pos += len(it.ids)
         return out
 

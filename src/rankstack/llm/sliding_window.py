@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from rankstack.errors import ConfigError
 
@@ -166,7 +166,7 @@ RankWindowFn = Callable[[str, Sequence[T]], Sequence[int]]
 
 #: ``rank_windows([(query, passages), ...]) -> [ids, ...]``: the current window of many
 #: queries in one call (a backend batches them); one id list per window, as for ``rank_window``.
-RankWindowsFn = Callable[[Sequence[tuple[str, Sequence[T]]]], Sequence[Sequence[int]]]
+RankWindowsFn = Callable[[Sequence[tuple[Any, Sequence[T]]]], Sequence[Sequence[int]]]
 
 
 class SlidingWindowReranker(Generic[T]):
@@ -196,11 +196,12 @@ class SlidingWindowReranker(Generic[T]):
                 order[start:end] = [chunk[p] for p in perm]
         return order, stats
 
-    def rerank_many(self, lists: Sequence[tuple[str, Sequence[T]]],
+    def rerank_many(self, lists: Sequence[tuple[Any, Sequence[T]]],
                     rank_windows: RankWindowsFn | None = None, *,
                     on_done: Callable[[int], None] | None = None
                     ) -> list[tuple[list[int], RepairStats]]:
-        """:meth:`rerank` of many ``(query, items)`` lists, window by window across lists.
+        """:meth:`rerank` of many ``(query, items)`` lists, window by window across lists
+        (``query`` is passed through to ``rank_windows`` as it is: text, or any key).
 
         Step ``k`` takes window ``k`` of every list that still has one and ranks them all in
         one ``rank_windows`` call (default: ``rank_window`` on each); a list's windows stay in

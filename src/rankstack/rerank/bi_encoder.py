@@ -67,6 +67,17 @@ def _st_pooling(model: str) -> Pooling | None:
     return None
 
 
+def _saved_settings(model: str) -> dict[str, Any]:
+    """Scoring settings a rankstack-trained bi-encoder recorded in its config.json."""
+    cfg = model_file(model, "config.json")
+    if cfg is None:
+        return {}
+    value = json.loads(cfg.read_text(encoding="utf-8")).get("rankstack_bi_encoder") or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{cfg}: rankstack_bi_encoder must be a mapping")
+    return value
+
+
 def st_max_length(model: str) -> int | None:
     """``max_seq_length`` of a sentence-transformers ``sentence_bert_config.json`` (the length
     the model was trained and is used at: 256 for all-MiniLM-L6-v2), for ``bundled:`` ids,
@@ -87,11 +98,20 @@ class BiEncoderScorer(TransformerScorer):
     onnx_output: ClassVar[str] = "last_hidden_state"
 
     def __init__(self, model: str, *, pooling: Pooling | None = None,
-                 similarity: Similarity = "cosine", query_prefix: str = "",
-                 passage_prefix: str = "", append_eos: bool = False,
+                 similarity: Similarity | None = None, query_prefix: str | None = None,
+                 passage_prefix: str | None = None, append_eos: bool | None = None,
                  query_length: int | None = None, doc_length: int | None = None,
                  max_length: int | None = None,
                  **settings: Any) -> None:
+        # A model trained by rankstack records its scoring settings; explicit ones win.
+        saved = _saved_settings(model)
+        similarity = similarity or saved.get("similarity", "cosine")
+        query_prefix = saved.get("query_prefix", "") if query_prefix is None else query_prefix
+        passage_prefix = (saved.get("passage_prefix", "") if passage_prefix is None
+                          else passage_prefix)
+        append_eos = saved.get("append_eos", False) if append_eos is None else append_eos
+        query_length = query_length or saved.get("query_length")
+        doc_length = doc_length or saved.get("doc_length")
         if similarity not in ("cosine", "dot"):
             raise ConfigError(f"similarity must be cosine or dot, not {similarity!r}")
         if pooling is None:

@@ -15,26 +15,27 @@ CPU device) no Fabric is started and the same code runs as rank 0 of 1.
 2. shards the unfinished queries over the ranks, balanced by text length (query + passage
    characters of the candidates to score; longest first, each to the least loaded rank), each
    shard kept in run order;
-3. re-ranks its shard in groups of about ``chunk_pairs`` pairs (at most ``chunk_queries``
-   queries) with the one re-ranker it was given (``reranker.rerank(run, queries, docs)``,
-   every depth / missing-doc policy is the re-ranker's), appending each finished group to its
-   own journal (flushed and fsynced);
+3. re-ranks its shard group by group with the one re-ranker it was given
+   (``reranker.rerank(run, queries, docs)``; every depth / missing-doc policy is the
+   re-ranker's), appending each finished group to its own journal (flushed and fsynced).
+   Groups (about ``chunk_pairs`` pairs, at most ``chunk_queries`` queries, consecutive in run
+   order) are cut from the whole run, not from a shard, and sharded whole; a group with any
+   query missing from the journals is redone whole. So the re-ranker sees the same groups,
+   hence the same batches, on any number of ranks and after any resume;
 4. waits for all ranks; rank 0 reads all journals back and returns the merged Run in the
    candidates' query order (other ranks return ``None``).
 
 A kill of any rank ends the job (Lightning's launcher stops the others); running the same
 command again resumes: finished queries come from the journals, whatever the number of ranks
-now, and only the rest is re-ranked. Rankings are the re-ranker's, so the merged run holds the
-same documents in the same order as a single-process run; scores may differ within the
-dtype's round-off, because batches are formed from other neighbours.
+now, and only the rest is re-ranked. With deterministic kernels (CPU, the same threads per
+process) the merged run is the single-process run exactly, in any dtype; on GPUs scores may
+differ within the dtype's round-off.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
-import json
 import logging
 import os
 import time
@@ -44,8 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from rankstack.errors import ConfigError, InputError, RankstackError
-from rankstack.io.journal import RankingJournal
+from rankstack.io.journal import RankingJournal, inputs_fingerprint
 from rankstack.records import Doc, Query, Ranking, Run
+from rankstack.rerank.report import RerankReport, add_reports
 
 log = logging.getLogger("rankstack.rerank")
 
@@ -122,6 +124,19 @@ class Ranks:
         return out
 
 
+def launched_rank() -> int:
+    """This process's rank as its launcher put it in the environment, before any Fabric
+    exists: 0 for a plain command or the first rank; > 0 for the processes Lightning's
+    launcher starts (``LOCAL_RANK``), other nodes (``NODE_RANK``), torchrun (``RANK``) and
+    SLURM tasks (``SLURM_PROCID``). Rank 0 holds the job's lock; the others lock only their
+    own journals."""
+    for var in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
+
+
 def launch(settings: DeviceSettings | Mapping[str, Any] | None = None) -> Ranks:
     """Start the ranks of ``settings`` (see the module doc); returns this process's Ranks.
 
@@ -182,10 +197,15 @@ class ShardedJournal:
     def journal(self, rank: int) -> RankingJournal:
         return RankingJournal(self.path(rank), self.header)
 
-    def load(self) -> dict[str, Ranking]:
-        """Rankings recorded by any rank (a header of another job: ConfigError)."""
+    def load(self, latest: bool = False) -> dict[str, Ranking]:
+        """Rankings recorded by any rank (a header of another job: ConfigError). A query
+        recorded twice (its group was redone after a kill) keeps its first record, or with
+        ``latest`` the one in the most recently modified journal."""
         done: dict[str, Ranking] = {}
-        for p in self.paths():
+        paths = self.paths()
+        if latest:
+            paths.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for p in paths:
             for qid, r in RankingJournal(p, self.header).load().items():
                 done.setdefault(qid, r)
         return done
@@ -200,16 +220,6 @@ def _rank_of(path: Path, base: Path) -> int:
     tail = path.name[len(base.stem) + len(".rank"):]
     tail = tail[: len(tail) - len(base.suffix)] if base.suffix else tail
     return int(tail) if tail.isdigit() else 1 << 30
-
-
-def candidates_fingerprint(run: Run, queries: Mapping[str, Query], depth: int | None) -> str:
-    """Hash of what a job re-ranks (query ids and texts, candidate ids to ``depth`` and below)."""
-    h = hashlib.sha256()
-    for qid, ranking in run.items():
-        q = queries.get(qid)
-        h.update(json.dumps([qid, None if q is None else q.text, ranking.doc_ids,
-                             depth]).encode())
-    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -227,19 +237,20 @@ class ShardedResult:
     seconds: float = 0.0
     #: per rank: queries, pairs and seconds of this invocation
     per_rank: list[dict[str, Any]] = field(default_factory=list)
-    #: the re-ranker's own report fields (counts) summed over groups and ranks
-    reranker_stats: dict[str, Any] = field(default_factory=dict)
+    #: the re-ranker's reports of this invocation, summed over groups and ranks (rank 0)
+    report: RerankReport | None = None
 
     @property
     def pairs_per_second(self) -> float:
         return self.pairs_scored / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.reranker_stats, "queries": self.queries,
+        return {"queries": self.queries,
                 "resumed_queries": self.resumed_queries, "scored_queries": self.scored_queries,
                 "pairs_scored": self.pairs_scored, "seconds": round(self.seconds, 3),
                 "pairs_per_second": round(self.pairs_per_second, 2),
-                "world_size": self.world_size, "per_rank": self.per_rank}
+                "world_size": self.world_size, "per_rank": self.per_rank,
+                "report": None if self.report is None else self.report.to_dict()}
 
     def summary(self) -> str:
         return (f"re-ranked {self.pairs_scored} pairs of {self.scored_queries} queries on "
@@ -266,30 +277,23 @@ def _groups(qids: list[str], sizes: Mapping[str, int], chunk_pairs: int,
         yield group
 
 
-def _report(reranker: Any) -> dict[str, Any]:
-    rep = getattr(reranker, "last_report", None) or getattr(reranker, "last_stats", None)
-    if rep is None:
-        return {}
-    d = rep.to_dict() if hasattr(rep, "to_dict") else dict(rep)
-    return {k: v for k, v in d.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-
-
-_NOT_SUMMED = {"depth", "seconds", "pairs_per_second", "wall_s", "queries", "resumed_queries",
-               "pairs_scored"}
+def _report(reranker: Any) -> RerankReport | None:
+    rep = getattr(reranker, "last_report", None)
+    return rep if isinstance(rep, RerankReport) else None
 
 
 def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
                    docs: Mapping[str, Doc], *, journal: str | os.PathLike[str],
                    header: Mapping[str, Any] | None = None, ranks: Ranks | None = None,
-                   depth: int | None = None, chunk_pairs: int = 1024,
+                   depth: int | None = None, chunk_pairs: int = 256,
                    chunk_queries: int | None = None, name: str | None = None,
                    show_progress: bool = True) -> ShardedResult:
     """Re-rank ``run`` with ``reranker`` over the ranks of ``ranks`` (see the module doc).
 
     ``journal``: rank 0's journal path (others derive theirs from it). ``header`` names the
-    job in the journals (default: the re-ranker's name, ``depth`` and a fingerprint of the
-    candidates); a journal with another header is refused. ``depth`` only weighs the shards
-    (default: ``reranker.depth``); the re-ranker applies its own. ``name``: the merged run's
+    job in the journals (default: the re-ranker's ``journal_identity()``, ``depth`` and a
+    fingerprint of the candidates); a journal with another header is refused. ``depth``:
+    passed to every ``reranker.rerank`` call if given (else the re-ranker's own). ``name``: the merged run's
     name (default ``<run>+<model>``, as :class:`~rankstack.rerank.reranker.Reranker` names it).
     """
     ranks = ranks or Ranks()
@@ -297,6 +301,7 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
         raise InputError(f"run {run.name!r} has no queries: nothing to re-rank")
     if chunk_pairs < 1 or (chunk_queries is not None and chunk_queries < 1):
         raise ConfigError("chunk_pairs and chunk_queries must be >= 1")
+    depth_arg = depth
     depth = getattr(reranker, "depth", None) if depth is None else depth
     strict = getattr(reranker, "on_missing", "raise") == "raise"
     plan = list(run)
@@ -323,20 +328,27 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
         sizes[qid], costs[qid] = len(head), cost
     rname = str(getattr(reranker, "name", "reranker"))
     if header is None:
-        header = {"rankstack_rerank_journal": 2, "model": rname, "depth": depth,
-                  "candidates": candidates_fingerprint(run, queries, depth)}
+        identity = (reranker.journal_identity() if hasattr(reranker, "journal_identity")
+                    else {"model": rname})
+        header = {"rankstack_rerank_journal": 2, **identity, "depth": depth,
+                  "candidates": inputs_fingerprint(run, queries, docs, depth)}
     sj = ShardedJournal(journal, header)
 
     t0 = time.perf_counter()
     done = sj.load()
     ranks.barrier()  # nobody appends before every rank has read what is done
-    pending = [q for q in plan if q not in done]
-    shards = shard_by_cost([costs[q] for q in pending], ranks.world_size)
-    mine = [pending[i] for i in shards[ranks.rank]]
+    # Groups come from the whole plan, never from a shard: the re-ranker sees the same groups
+    # (so the same batches and scores) on any number of ranks and after any resume.
+    groups = [g for g in _groups(plan, sizes, chunk_pairs, chunk_queries)
+              if any(q not in done for q in g)]
+    shards = shard_by_cost([sum(costs[q] for q in g) for g in groups], ranks.world_size)
+    mine_groups = [groups[i] for i in shards[ranks.rank]]
+    mine = [q for g in mine_groups for q in g]
+    n_pending = sum(len(g) for g in groups)
     log.info("rank %d/%d: %d of %d pending queries (%d resumed)", ranks.rank, ranks.world_size,
-             len(mine), len(pending), len(plan) - len(pending))
+             len(mine), n_pending, len(plan) - n_pending)
 
-    totals: dict[str, float] = {}
+    total: RerankReport | None = None
     dropped: list[str] = []
     pairs = 0
     bar = None
@@ -349,37 +361,43 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     with contextlib.ExitStack() as stack:
         if bar is not None:
             stack.callback(bar.close)
+        # one bar per rank here, and one set of warnings (rank 0's, of the summed report)
+        for attr in ("show_progress", "warn"):
+            if getattr(reranker, attr, False):
+                setattr(reranker, attr, False)
+                stack.callback(setattr, reranker, attr, True)
         jw = stack.enter_context(sj.journal(ranks.rank).writer()) if mine else None
-        for group in _groups(mine, sizes, chunk_pairs, chunk_queries):
+        for group in mine_groups:
             sub = Run({q: run[q] for q in group}, name=run.name)
-            out = reranker.rerank(sub, queries, docs)
+            out = (reranker.rerank(sub, queries, docs) if depth_arg is None
+                   else reranker.rerank(sub, queries, docs, depth=depth_arg))
             got = [out[q] for q in group if q in out]
             dropped += [q for q in group if q not in out]
             jw.write(got)  # type: ignore[union-attr]
-            for k, v in _report(reranker).items():
-                totals[k] = totals.get(k, 0) + v
+            rep = _report(reranker)
+            if rep is not None:
+                total = rep if total is None else add_reports(total, rep)
             n = sum(sizes[q] for q in group)
             pairs += n
             if bar is not None:
                 bar.update(n)
     mine_s = time.perf_counter() - t0
     info = {"rank": ranks.rank, "queries": len(mine), "pairs": pairs,
-            "seconds": round(mine_s, 3), "dropped": dropped, "stats": totals}
+            "seconds": round(mine_s, 3), "dropped": dropped, "report": total}
     everyone = ranks.gather(info)  # also the barrier: all journals are complete now
     result = ShardedResult(None, sj, ranks.rank, ranks.world_size, queries=len(plan),
-                           resumed_queries=len(plan) - len(pending),
-                           scored_queries=len(pending),
+                           resumed_queries=len(plan) - n_pending, scored_queries=n_pending,
                            pairs_scored=sum(i["pairs"] for i in everyone))
     result.per_rank = [{k: i[k] for k in ("rank", "queries", "pairs", "seconds")}
                        for i in everyone]
     for i in everyone:
-        for k, v in i["stats"].items():
-            if k not in _NOT_SUMMED:
-                result.reranker_stats[k] = result.reranker_stats.get(k, 0) + v
+        if i["report"] is not None:
+            result.report = (i["report"] if result.report is None
+                             else add_reports(result.report, i["report"]))
     if not ranks.is_zero:
         result.seconds = time.perf_counter() - t0
         return result
-    done = sj.load()
+    done = sj.load(latest=True)
     skipped = {q for i in everyone for q in i["dropped"]}
     lost = [q for q in plan if q not in done and q not in skipped]
     if lost:
@@ -392,9 +410,15 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
             merged.add(done[q])
     result.run = merged
     result.seconds = time.perf_counter() - t0
+    if result.report is not None:
+        result.report.resumed_queries = result.resumed_queries
+        result.report.seconds = result.seconds
+        if getattr(reranker, "warn", False):
+            for warning in result.report.warnings():
+                log.warning("%s", warning)
     log.info("%s", result.summary())
     return result
 
 
-__all__ = ["DeviceSettings", "Ranks", "ShardedJournal", "ShardedResult",
-           "candidates_fingerprint", "launch", "rerank_sharded", "shard_by_cost"]
+__all__ = ["DeviceSettings", "Ranks", "ShardedJournal", "ShardedResult", "launch",
+           "launched_rank", "rerank_sharded", "shard_by_cost"]

@@ -7,11 +7,12 @@ spec, ``--preset rankllama`` on the command line): every knob stays overridable,
 ``{"preset": "monot5", "settings": {"dtype": "bf16"}}`` or another ``model`` of the same kind.
 The resolved spec is written beside every run.
 
-Precision: the presets run what the reference ran. The pointwise references (pygaggle /
-pyterrier_t5, TWOLAR, sentence-transformers, lightning-ir, tevatron) are run in fp32 here;
-``dtype: bf16`` is the speed option (scores keep float32 heads, see
-:mod:`rankstack.rerank.runtime`). rank_llm runs RankZephyr / RankVicuna in the checkpoint's
-half precision (vLLM ``dtype=auto``), so those presets do too.
+Precision: fp32 first, as the pointwise references (pyterrier_t5, TWOLAR, sentence-transformers,
+lightning-ir) run; ``dtype: bf16`` is the speed option (scores keep float32 heads, see
+:mod:`rankstack.rerank.runtime`). The LLM presets name no dtype, so the HF backend's fp32
+applies (rank_llm / vLLM run the checkpoints' own bf16 / fp16: ``settings: {dtype: bf16}``),
+and they carry no backend-only setting but RankVicuna's ``use_chat_template: false``, so
+``backend: openai`` (a vLLM server) works with the RankZephyr and RankGPT presets as they are.
 
 :data:`REFERENCES` names, per preset, the reference code its inputs are checked against
 (``tests/test_presets.py`` builds the exact inputs from those construction rules).
@@ -27,15 +28,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "family": "llm-listwise", "backend": "hf", "model": "castorini/rank_zephyr_7b_v1_full",
         "settings": {"template": "rankzephyr", "window": 20, "stride": 10, "passes": 1,
                      "passages": "rank_llm", "context_size": 4096, "id_parsing": "all",
-                     "window_policy": "rank_llm", "dtype": "bf16", "use_chat_template": True,
-                     "add_bos": True},
+                     "window_policy": "rank_llm"},
     },
     "rankvicuna": {
         "family": "llm-listwise", "backend": "hf", "model": "castorini/rank_vicuna_7b_v1",
         "settings": {"template": "rankvicuna", "window": 20, "stride": 10, "passes": 1,
                      "passages": "rank_llm", "context_size": 4096, "id_parsing": "all",
-                     "window_policy": "rank_llm", "dtype": "fp16",
-                     "use_chat_template": False, "add_bos": True},
+                     "window_policy": "rank_llm", "use_chat_template": False},
     },
     "rankgpt": {
         "family": "llm-listwise", "backend": "openai", "model": "gpt-3.5-turbo",

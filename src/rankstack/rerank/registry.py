@@ -23,6 +23,7 @@ SCORERS: dict[str, str] = {}
 SCORERS.update({
     "cross-encoder": "rankstack.rerank.cross_encoder:CrossEncoderScorer",
     "bi-encoder": "rankstack.rerank.bi_encoder:BiEncoderScorer",
+    "gguf-bi-encoder": "rankstack.rerank.gguf_bi_encoder:GGUFBiEncoderScorer",
     # cross-encoders saved by lightning-ir (monoELECTRA / Rank-DistiLLM checkpoints)
     "lightning-ir": "rankstack.rerank.lightning_ir:LightningIRCrossEncoderScorer",
 })

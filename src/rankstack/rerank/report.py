@@ -187,3 +187,19 @@ class RerankReport:
                 f"{r.get('unparseable', 0)}")
         for k, v in self.notes.items():
             console.print(f"{k}: {v}")
+
+
+def add_reports(a: RerankReport, b: RerankReport) -> RerankReport:
+    """``a`` with ``b``'s counts, usage and repairs added (one re-ranker, several calls: the
+    groups of a long job, the ranks of a sharded one)."""
+    out = RerankReport(**{**a.__dict__, "per_query": {**a.per_query, **b.per_query},
+                          "repairs": dict(a.repairs), "notes": dict(a.notes),
+                          "repairs_per_query": {**a.repairs_per_query, **b.repairs_per_query}})
+    for f in ("queries", "pairs_scored", "kept_below_depth", "empty_queries", "missing_docs",
+              "missing_queries", "passages_truncated", "queries_truncated", "ties", "seconds"):
+        setattr(out, f, getattr(a, f) + getattr(b, f))
+    out.total = type(a.total)(**a.total.__dict__)
+    out.total += b.total
+    for k, v in b.repairs.items():
+        out.repairs[k] = out.repairs.get(k, 0) + v
+    return out

@@ -114,6 +114,13 @@ class Reranker(RunReranker):
                                   f"model is a {default_family!r} (name a model with --model)")
             model, family = path, default_family
             settings = {**defaults, **settings}
+        if family is None and model.startswith("bundled:"):
+            from rankstack.rerank.defaults import bundled_defaults
+
+            recorded = bundled_defaults(model)
+            if recorded is not None:
+                family, defaults = recorded
+                settings = {**defaults, **settings}
         if family is None:
             family = family_from_config(model)
             if family is None:

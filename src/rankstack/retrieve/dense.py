@@ -455,6 +455,12 @@ def load_encoder(model: str | None = None, family: str | None = None, **settings
             raise ConfigError(f"no model given for family {family!r}; the offline default is "
                               f"a {default_family!r}")
         model, family, settings = path, default_family, {**defaults, **settings}
+    elif family is None and model.startswith("bundled:"):
+        from rankstack.rerank.defaults import bundled_defaults
+
+        recorded = bundled_defaults(model)
+        if recorded is not None:
+            family, settings = recorded[0], {**recorded[1], **settings}
     cls = scorer_class(family or "bi-encoder")
     enc = cls(model, **settings)
     if not (hasattr(enc, "encode_queries") and hasattr(enc, "encode_passages")):

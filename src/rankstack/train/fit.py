@@ -1,4 +1,8 @@
-"""Training cross-encoder students with PyTorch Lightning.
+"""The one trainer (PyTorch Lightning) for every trainable family: cross-encoder,
+RankLLaMA-style decoder cross-encoder and bi-encoder students (see
+:mod:`rankstack.train.modules`), and the PE-Rank stages (:mod:`rankstack.llm.pe_rank.fit`).
+One config dialect (:class:`TrainConfig`), checkpoints and exact resume, DDP, a step progress
+bar and a CSV log (``<out_dir>/logs/version_N/metrics.csv``: loss and learning rate).
 
 Lightning carries the scale-out: the same :func:`fit` runs on one CPU, several GPUs (DDP) or
 several nodes by changing ``devices`` / ``num_nodes`` / ``strategy``.
@@ -22,9 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rankstack.errors import ConfigError, require
+from rankstack.train.schedule import adamw_linear_schedule  # noqa: F401 - re-export
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ class TrainConfig:
     """Everything a training run needs; saved next to the model as ``rankstack_train.json``."""
 
     out_dir: str = "models/student"
+    family: str = "cross-encoder"  # cross-encoder | rankllama | bi-encoder
     backbone: str | None = None  # None = bundled MiniLM
     keep_layers: int | None = None
     lora: dict[str, Any] | None = None
@@ -60,8 +64,27 @@ class TrainConfig:
     accelerator: str = "cpu"
     threads: int | None = None
     log_every: int = 10
+    # bi-encoder students
+    pooling: str = "mean"  # cls | mean | last_token
+    normalize: bool = True  # L2-normalise embeddings (cosine); False = dot product
+    temperature: float = 0.05  # scores / temperature inside the loss
+    in_batch_negatives: bool = True  # loss infonce: every passage of the batch competes
+    in_batch_weight: float = 0.0  # other losses: + weight * in-batch InfoNCE
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    append_eos: bool = False
 
     def validate(self) -> None:
+        from rankstack.train.modules import FAMILIES
+
+        if self.family not in FAMILIES:
+            raise ConfigError(f"family must be one of {', '.join(FAMILIES)}, not {self.family!r}")
+        if self.pooling not in ("cls", "mean", "last_token"):
+            raise ConfigError(f"pooling must be cls, mean or last_token, not {self.pooling!r}")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.family == "bi-encoder" and self.keep_layers is not None:
+            raise ConfigError("keep_layers applies to cross-encoder students only")
         if self.group_size < 2 and self.loss not in ("bce",):
             raise ConfigError(f"group_size={self.group_size}: listwise/pairwise losses need >= 2")
         for name in ("batch_size", "accumulate", "max_steps", "checkpoint_every"):
@@ -145,68 +168,26 @@ class StepSampler(torch.utils.data.Sampler):
                 yield self.batch(b)
 
     def __len__(self) -> int:
-        return sum(1 for b in range(self.start, self.total) if b % self.world == self.rank)
-
-
-class StudentModule(L.LightningModule):
-    def __init__(self, model, loss_fn: Callable, cfg: TrainConfig) -> None:
-        super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
-        self.cfg = cfg
-
-    def forward(self, batch: dict[str, Any]):
-        """Scores (B, N) of a collated batch; padded positions are 0 (and masked)."""
-        flat = self.model(**batch["inputs"]).logits.view(-1).float()
-        return batch["groups"].unflatten(flat)
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int):
-        scores = self(batch)
-        loss = self.loss_fn(scores, batch["groups"].targets, batch["groups"].mask)
-        self.log("loss", loss, prog_bar=True, batch_size=scores.shape[0])
-        return loss
-
-    def configure_optimizers(self):
-        return adamw_linear_schedule(self.model.parameters(), self.cfg)
-
-
-def adamw_linear_schedule(params, cfg: TrainConfig) -> dict[str, Any]:
-    """AdamW over the trainable ``params``, linear warmup then linear decay to 0 (per step)."""
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise ConfigError("nothing to train: no parameter requires grad")
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.max_steps
-    warm = int(total * cfg.warmup_ratio)
-
-    def lr_at(step: int) -> float:  # linear warmup, then linear decay to 0
-        if step < warm:
-            return (step + 1) / max(1, warm)
-        return max(0.0, (total - step) / max(1, total - warm))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        # Counted from batch 0, not from ``start``: on resume Lightning restores its batch
+        # counter within the (single) epoch, so the epoch must end at the run's last batch;
+        # a length counted from ``start`` ends it early and the batches are replayed.
+        return sum(1 for b in range(self.total) if b % self.world == self.rank)
 
 
 class GroupData(L.LightningDataModule):
-    """A GroupBuilder's groups -> tokenized micro-batches in :class:`StepSampler` order."""
+    """A GroupBuilder's groups -> model inputs (the family's batcher) in StepSampler order."""
 
-    def __init__(self, builder, encoder, pad_token_id: int, cfg: TrainConfig) -> None:
+    def __init__(self, builder, batcher: Callable, cfg: TrainConfig) -> None:
         super().__init__()
         self.builder = builder
-        self.encoder = encoder
-        self.pad_token_id = pad_token_id
+        self.batcher = batcher
         self.cfg = cfg
 
     def collate(self, groups) -> dict[str, Any]:
-        from rankstack.rerank.batching import pad_batch
         from rankstack.train.data import collate_groups
 
         gb = collate_groups(groups)
-        qs, ds = gb.flat_pairs()
-        enc = self.encoder.encode_pairs(qs, ds)
-        inputs = pad_batch(enc, np.arange(len(enc)), self.pad_token_id).torch()
-        return {"inputs": inputs, "groups": gb,
+        return {**self.batcher(gb), "groups": gb,
                 "group_keys": [[g.query_id, len(g)] for g in groups]}
 
     def train_dataloader(self):
@@ -242,6 +223,40 @@ class _AuditCallback(L.Callback):
                                      "groups": [k[0] for k in batch["group_keys"]]}) + "\n")
 
 
+class StepProgressBar(L.pytorch.callbacks.TQDMProgressBar):
+    """Progress in optimizer steps of ``max_steps`` (training is step-based: Lightning's
+    epoch bar read ``Epoch 0/-2`` with ``max_epochs=-1``)."""
+
+    def on_train_epoch_start(self, trainer, *_: Any) -> None:
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        bar = self.train_progress_bar
+        bar.reset(total=trainer.max_steps * trainer.accumulate_grad_batches)
+        bar.initial = trainer.global_step * trainer.accumulate_grad_batches
+        bar.n = bar.initial
+        bar.set_description(f"train (step {trainer.global_step}/{trainer.max_steps})")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self.train_progress_bar.set_description(
+            f"train (step {trainer.global_step}/{trainer.max_steps})", refresh=False)
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertising tips (litlogger / litmodels) from its info log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless cloud" not in record.getMessage()
+
+
+def quiet_lightning() -> None:
+    """Filter Lightning's litlogger/litmodels tips out of its rank-zero log (issue 15.8)."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in lg.filters):
+            lg.addFilter(_NoTips())
+
+
 @dataclass
 class FitResult:
     model_dir: Path
@@ -261,9 +276,7 @@ def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
     ``last.ckpt``); if ``last.ckpt`` exists the run resumes from it. The final model is a plain
     HF directory ``<out_dir>/model`` with the resolved config as ``rankstack_train.json``.
     """
-    from rankstack.rerank.tokens import PairEncoder
-    from rankstack.train.losses import get_loss
-    from rankstack.train.student import load_student, save_student
+    from rankstack.train.modules import build
 
     cfg.validate()
     if cfg.threads:
@@ -272,20 +285,16 @@ def fit(cfg: TrainConfig, builder, *, loss_fn: Callable | None = None,
         raise ConfigError(f"no usable training groups: {builder.stats.summary()}")
     out = Path(cfg.out_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model, tok = load_student(cfg.backbone, keep_layers=cfg.keep_layers, lora=cfg.lora, seed=cfg.seed)
-    encoder = PairEncoder.from_tokenizer(tok, query_length=cfg.query_length,
-                                         doc_length=cfg.doc_length, model_config=model.config)
-    loss_fn = loss_fn or get_loss(cfg.loss, **cfg.loss_kwargs)
-    module = StudentModule(model, loss_fn, cfg)
-    data = GroupData(builder, encoder, tok.pad_token_id, cfg)
+    module, batcher, save = build(cfg)
+    if loss_fn is not None:
+        module.loss_fn = loss_fn
+    data = GroupData(builder, batcher, cfg)
     trainer, resumed, wall, precision = run_trainer(cfg, module, data, callbacks=callbacks,
                                                     show_progress=show_progress)
     final_loss = trainer.callback_metrics.get("loss")
     model_dir = out / "model"
     if trainer.global_rank == 0:
-        save_student(module.model, tok, model_dir,
-                     {"rankstack_query_length": cfg.query_length,
-                      "rankstack_doc_length": cfg.doc_length})
+        save(model_dir)
         resolved = {**asdict(cfg), "precision_resolved": precision, "steps_done": trainer.global_step}
         from rankstack.io import atomic_write
 
@@ -304,6 +313,7 @@ def run_trainer(cfg: TrainConfig, module, data, *, callbacks: list | None = None
     Returns ``(trainer, resumed_from or None, wall seconds, resolved precision)``. Used by the
     student :func:`fit` and by the PE-Rank stages (``rankstack.llm.pe_rank.fit``).
     """
+    quiet_lightning()
     out = Path(cfg.out_dir)
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -314,7 +324,9 @@ def run_trainer(cfg: TrainConfig, module, data, *, callbacks: list | None = None
     trainer = L.Trainer(
         **lightning_devices(cfg.accelerator, cfg.devices, cfg.num_nodes, cfg.strategy),
         precision=precision, max_steps=cfg.max_steps,
-        accumulate_grad_batches=cfg.accumulate, callbacks=[*(callbacks or []), checkpoint, _AuditCallback(out / "steps.jsonl")],
+        accumulate_grad_batches=cfg.accumulate,
+        callbacks=[*(callbacks or []), checkpoint, _AuditCallback(out / "steps.jsonl"),
+                   *([StepProgressBar()] if show_progress else [])],
         logger=L.pytorch.loggers.CSVLogger(out, name="logs"), log_every_n_steps=cfg.log_every,
         enable_progress_bar=show_progress, enable_model_summary=False, max_epochs=-1,
         use_distributed_sampler=False, default_root_dir=out, gradient_clip_val=1.0,

@@ -26,13 +26,16 @@ def default_backbone() -> str:
 
 
 def _encoder_layers(model):
-    """The ModuleList of transformer layers of a BERT/ELECTRA/RoBERTa-like model."""
+    """The ModuleList of transformer layers of a BERT-like encoder or a Llama-like decoder."""
     base = getattr(model, model.base_model_prefix, None)
     encoder = getattr(base, "encoder", None)
     layers = getattr(encoder, "layer", None)
     if layers is None:
-        raise ConfigError(f"keep_layers is supported for BERT-like encoders; "
-                          f"{type(model).__name__} has no <base>.encoder.layer")
+        layers = getattr(base, "layers", None)  # decoder LLMs: <base>.layers
+    if layers is None:
+        raise ConfigError(f"keep_layers is supported for BERT-like encoders and Llama-like "
+                          f"decoders; {type(model).__name__} has neither <base>.encoder.layer "
+                          f"nor <base>.layers")
     return layers
 
 
@@ -42,8 +45,12 @@ def load_student(
     keep_layers: int | None = None,
     lora: dict[str, Any] | None = None,
     seed: int = 0,
+    family: str = FAMILY,
 ):
-    """Load (model, tokenizer) for training. ``lora``: peft LoraConfig kwargs, or None."""
+    """Load (model, tokenizer) for training. ``lora``: peft LoraConfig kwargs, or None.
+
+    ``family="rankllama"``: a decoder LLM with a 1-logit head read at the last real token
+    (``AutoModelForSequenceClassification`` of a Llama-like model; LoRA keeps ``score``)."""
     torch = require("torch", "neural", "training")
     transformers = require("transformers", "neural", "training")
     from rankstack.hf_loading import check_model_path
@@ -64,21 +71,21 @@ def load_student(
     if lora:
         peft = require("peft", "train", "LoRA")
         cfg = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, **lora}
-        cfg.setdefault("modules_to_save", ["classifier"])
+        cfg.setdefault("modules_to_save", ["score" if family == "rankllama" else "classifier"])
         model = peft.get_peft_model(model, peft.LoraConfig(task_type="SEQ_CLS", **cfg))
-    model.config.rankstack_family = FAMILY
+    model.config.rankstack_family = family
     model.train()  # from_pretrained returns eval mode; dropout must be on while training
     return model, tok
 
 
 def save_student(model, tokenizer, out_dir: str | os.PathLike[str],
-                 extra_config: dict[str, Any] | None = None) -> Path:
+                 extra_config: dict[str, Any] | None = None, family: str = FAMILY) -> Path:
     """Save a plain HF model dir (LoRA merged) that ``rankstack rerank --model`` loads."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    model.config.rankstack_family = FAMILY
+    model.config.rankstack_family = family
     for k, v in (extra_config or {}).items():
         setattr(model.config, k, v)
     model.save_pretrained(out)
