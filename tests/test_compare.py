@@ -174,3 +174,31 @@ def test_pareto_front():
 
     pts = [(10.0, 0.5), (20.0, 0.6), (15.0, 0.4), (40.0, 0.6), (5.0, 0.3)]
     assert pareto_front(pts) == [4, 0, 1]
+
+
+def test_candidates_and_qrels_from_files(tmp_path, dl19):
+    """--run/--topics/--qrels files instead of a dataset; a candidates-only comparison needs
+    no model process and still writes its table, JSON and plot."""
+    from rankstack.evaluate import Evaluator
+    from rankstack.evaluate.compare import CompareSettings, DatasetArgs, compare, parse_model
+    from rankstack.io import write_run
+    from rankstack.records import Run
+
+    qids = list(dl19.run)[:4]
+    write_run(Run({q: dl19.run[q] for q in qids}, name="bm25"), tmp_path / "bm25.run")
+    (tmp_path / "topics.tsv").write_text("".join(f"{q}\t{dl19.queries[q].text}\n"
+                                                 for q in qids))
+    (tmp_path / "qrels.txt").write_text("".join(
+        f"{q} 0 {d} {g}\n" for q in qids for d, g in dl19.qrels.judgments[q].items()))
+    data = DatasetArgs("files", run=str(tmp_path / "bm25.run"),
+                       topics=str(tmp_path / "topics.tsv"), qrels=str(tmp_path / "qrels.txt"))
+    res = compare(data, [parse_model("a=candidates"), parse_model("b=candidates")],
+                  tmp_path / "out", CompareSettings(measures=["nDCG@10", "AP"], binary_rel=2))
+    want = Evaluator(["nDCG@10", "AP"], dl19.qrels, missing="skip").evaluate(
+        Run({q: dl19.run[q] for q in qids}))
+    got = res.comparison.result("a").aggregates
+    assert got == pytest.approx(want.aggregates)
+    assert res.costs == {} and res.reference is None
+    res.write_json(tmp_path / "out" / "c.json")
+    assert res.plot(tmp_path / "out" / "c.png") == []
+    assert "a (baseline)" in res.markdown()

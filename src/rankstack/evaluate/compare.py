@@ -124,6 +124,7 @@ class CompareSettings:
     timing_queries: int | None = 10
     max_queries: int | None = None
     missing: str = "skip"
+    binary_rel: int | None = None  # None: the qrels' own (2 for TREC DL datasets), else 1
     tests: list[str] = field(default_factory=lambda: ["t", "perm"])
     rounds: int = 10_000
     seed: int = 0
@@ -269,7 +270,6 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
     if not ds.docs and any(not m.is_candidates for m in models):
         raise ConfigError(f"{data.name}: no passage texts (give candidates with passages or "
                           f"--corpus)")
-    binary_rel = DATASETS[data.name].binary_rel if data.name in DATASETS else 1
     if data.name in DATASETS and data.qrels is None:
         ds.qrels.name = data.name  # as 'rankstack evaluate --qrels dl19' names it
     all_qids = list(ds.run.rankings)[:s.max_queries]
@@ -332,7 +332,7 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
 
     costs = {label: _cost(label, loaded[label], quality[label], passes[label], memory[label])
              for label in passes}
-    ev = Evaluator(s.measures, ds.qrels, binary_rel=binary_rel, missing=s.missing)
+    ev = Evaluator(s.measures, ds.qrels, binary_rel=s.binary_rel, missing=s.missing)
     baseline = s.baseline if s.baseline is not None else labels[0]
     if baseline not in labels:
         raise ConfigError(f"baseline {baseline!r} is not one of the models: {', '.join(labels)}")

@@ -12,9 +12,9 @@ CPU device) no Fabric is started and the same code runs as rank 0 of 1.
 1. loads every rank's journal (``<base>.journal.jsonl`` for rank 0,
    ``<base>.journal.rank<r>.jsonl`` for rank ``r``; all must carry the job's header) and waits
    for all ranks, so they agree on what is left;
-2. shards the unfinished queries over the ranks, balanced by text length (query + passage
-   characters of the candidates to score; longest first, each to the least loaded rank), each
-   shard kept in run order;
+2. shards the unfinished groups of queries (step 3) over the ranks, balanced by text length
+   (query + passage characters of the candidates to score; longest first, each to the least
+   loaded rank), each shard kept in run order;
 3. re-ranks its shard group by group with the one re-ranker it was given
    (``reranker.rerank(run, queries, docs)``; every depth / missing-doc policy is the
    re-ranker's), appending each finished group to its own journal (flushed and fsynced).
@@ -23,7 +23,7 @@ CPU device) no Fabric is started and the same code runs as rank 0 of 1.
    query missing from the journals is redone whole. So the re-ranker sees the same groups,
    hence the same batches, on any number of ranks and after any resume;
 4. waits for all ranks; rank 0 reads all journals back and returns the merged Run in the
-   candidates' query order (other ranks return ``None``).
+   candidates' query order, and the ranks' reports summed (other ranks: no run).
 
 A kill of any rank ends the job (Lightning's launcher stops the others); running the same
 command again resumes: finished queries come from the journals, whatever the number of ranks
@@ -293,8 +293,9 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     ``journal``: rank 0's journal path (others derive theirs from it). ``header`` names the
     job in the journals (default: the re-ranker's ``journal_identity()``, ``depth`` and a
     fingerprint of the candidates); a journal with another header is refused. ``depth``:
-    passed to every ``reranker.rerank`` call if given (else the re-ranker's own). ``name``: the merged run's
-    name (default ``<run>+<model>``, as :class:`~rankstack.rerank.reranker.Reranker` names it).
+    passed to every ``reranker.rerank`` call if given (else the re-ranker's own). ``name``:
+    the merged run's name (default ``<run>+<model>``, as the re-rankers name their runs).
+    Rank 0 returns the merged run; logs the summed report's warnings once.
     """
     ranks = ranks or Ranks()
     if len(run) == 0:
