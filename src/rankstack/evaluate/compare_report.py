@@ -16,7 +16,7 @@ from rankstack.io import atomic_write
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from rankstack.evaluate.compare import CompareSettings, DatasetArgs, ModelCost, ModelSpec
+    from rankstack.evaluate.compare_spec import CompareSettings, DatasetArgs, ModelCost, ModelSpec
     from rankstack.evaluate.evaluator import Comparison
 
 
