@@ -492,3 +492,20 @@ def test_teach_cli_with_an_llm_teacher_spec_and_a_fused_teacher(tmp_path, tiny_c
     prov = json.loads((tmp_path / "fused.run.provenance.json").read_text())
     assert prov["teacher"].startswith("rrf(llm-listwise:hf:")
     assert prov["teacher_report_this_invocation"]["total"]["cache_hits"] == 4
+
+
+def test_a_pointwise_journal_is_keyed_by_the_spec_settings(specs, tmp_path):
+    """A journal written with one dtype/budget is refused by a re-ranker with another (it would
+    resume stale scores); a setting that only changes speed (threads) still resumes."""
+    spec = specs["cross-encoder"]
+    journal = tmp_path / "ce.journal.jsonl"
+    first = load_reranker(spec)
+    ref = first.rerank(make_run(), QUERIES, DOCS, depth=3, journal=journal)
+    assert journal.exists()
+    same = load_reranker({**spec, "settings": {**spec.get("settings", {}), "threads": 1}})
+    again = same.rerank(make_run(), QUERIES, DOCS, depth=3, journal=journal)
+    assert same.last_report.resumed_queries == len(QUERIES)
+    assert again.to_dict() == ref.to_dict()
+    other = load_reranker({**spec, "settings": {**spec.get("settings", {}), "max_length": 16}})
+    with pytest.raises(ConfigError, match="journal"):
+        other.rerank(make_run(), QUERIES, DOCS, depth=3, journal=journal)

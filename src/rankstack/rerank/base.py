@@ -109,6 +109,11 @@ def short_name(name: str) -> str:
     return Path(name.rstrip("/")).name or name
 
 
+#: settings that change only speed, resources or display, never a score (journal identity)
+RUNTIME_SETTINGS = frozenset({"threads", "show_progress", "workers", "devices", "accelerator",
+                              "strategy", "num_nodes", "chunk_pairs"})
+
+
 class RunReranker(ABC):
     """Re-ranks a candidate Run; subclasses implement :meth:`_score_group` only.
 
@@ -150,8 +155,20 @@ class RunReranker(ABC):
         """Called once per :meth:`rerank` after scoring (fill usage, truncation, budgets)."""
 
     def journal_identity(self) -> dict[str, Any]:
-        """What must match for a journal to be resumed (the model and its output settings)."""
-        return {"model": self.name}
+        """What must match for a journal to be resumed (the model and its output settings).
+
+        The model id, plus the settings of the spec it was built from (``load_reranker``
+        keeps it as ``self.spec``: dtype, budgets, pooling, template...), so a rerun with
+        other settings is refused instead of merging stale rankings. Settings that change
+        only speed or display (:data:`RUNTIME_SETTINGS`) are left out.
+        """
+        ident: dict[str, Any] = {"model": self.name}
+        spec = getattr(self, "spec", None)
+        if isinstance(getattr(spec, "settings", None), Mapping):
+            ident["family"] = spec.family
+            ident["settings"] = {k: v for k, v in sorted(spec.settings.items())
+                                 if k not in RUNTIME_SETTINGS}
+        return ident
 
     def _groups(self, pending: list[RerankItem]) -> Iterator[list[RerankItem]]:
         """Items in groups of about ``chunk_pairs`` pairs (length-sorted batching across the
