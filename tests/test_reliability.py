@@ -319,7 +319,7 @@ def test_replaced_input_between_kill_and_resume_is_refused(cmd, files, capsys):
     flag = "--runs" if cmd == "teach" else "--run"
     argv = [cmd, flag, cands, "--out", out, "--depth", "20", "--no-progress"]
     argv += (["--topics", files / "all_topics.tsv", "--corpus", "dl19", "--chunk-size", "1"]
-             if cmd == "teach" else ["--candidates", "dl19"])
+             if cmd == "teach" else ["--candidates", "dl19", "--set", "chunk_pairs=20"])
     if cmd == "teach":
         from rankstack.io import write_topics
 

@@ -171,3 +171,69 @@ def test_bad_deadline_setting():
 
     with pytest.raises(ConfigError, match="request_timeout_s"):
         ServiceSettings(request_timeout_s=0)
+
+
+def test_batcher_chunks_large_requests_and_keeps_whole_ones_whole():
+    import asyncio
+
+    import numpy as np
+
+    from rankstack.serve.batching import MicroBatcher
+
+    calls: list[int] = []
+
+    def score(qs, ps):
+        calls.append(len(qs))
+        return np.array([float(p) for p in ps], dtype=np.float32)
+
+    async def main(split: bool):
+        b = MicroBatcher(score, max_batch_pairs=4, max_wait_ms=0, split_requests=split)
+        await b.start()
+        try:
+            out = await b.score(["q"] * 10, [str(i) for i in range(10)])
+        finally:
+            await b.stop()
+        return out, b.stats
+
+    out, stats = asyncio.run(main(True))
+    assert out.tolist() == list(range(10)) and calls == [4, 4, 2]
+    assert stats.requests == 1 and stats.pairs == 10 and stats.batches == 3
+    calls.clear()
+    out, stats = asyncio.run(main(False))
+    assert out.tolist() == list(range(10)) and calls == [10]
+
+
+def test_batcher_with_two_model_copies_scores_two_batches_at_once():
+    import asyncio
+
+    import numpy as np
+
+    from rankstack.serve.batching import MicroBatcher
+
+    both_busy = threading.Barrier(2, timeout=60)  # passes only if both copies run together
+    who: list[tuple[int, str]] = []
+
+    def make(w: int):
+        def score(qs, ps):
+            who.append((w, qs[0]))
+            if len(who) <= 2:
+                both_busy.wait()
+            return np.array([len(p) + 100 * w for p in ps], dtype=np.float32)
+        return score
+
+    async def main():
+        b = MicroBatcher([make(0), make(1)], max_batch_pairs=2, max_wait_ms=0)
+        await b.start()
+        try:
+            res = await asyncio.gather(b.score(["a", "a"], ["x", "yy"]),
+                                       b.score(["b", "b"], ["zzz", "w"]))
+        finally:
+            await b.stop()
+        return res, b.stats
+
+    res, stats = asyncio.run(main())
+    assert sorted(w for w, _ in who) == [0, 1]  # each copy took one batch
+    by_query = {q: w for w, q in who}
+    assert res[0].tolist() == [1 + 100 * by_query["a"], 2 + 100 * by_query["a"]]
+    assert res[1].tolist() == [3 + 100 * by_query["b"], 1 + 100 * by_query["b"]]
+    assert stats.batches == 2 and stats.requests == 2

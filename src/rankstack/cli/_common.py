@@ -126,10 +126,12 @@ def preflight(args: argparse.Namespace) -> None:
                 check_output_dir(item, flag)
             elif kind == "journal":
                 from rankstack.io.journal import acquire_lock, journal_path
+                from rankstack.rerank.predict import launched_rank
 
                 check_output_file(item, flag)
                 check_output_file(journal_path(item), f"{flag} journal")
-                acquire_lock(journal_path(item))
+                if launched_rank() == 0:  # other ranks of the job lock their own journals
+                    acquire_lock(journal_path(item))
     if args.command in RUN_WRITERS and getattr(args, "out", None):
         check_output_file(config_path(args.out), "--out config")
 

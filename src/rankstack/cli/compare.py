@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
                     "measured: warm-up, interleaved timing passes, medians. MODEL is "
                     "'candidates' (the first-stage run as is), LABEL=SPEC, a YAML mapping "
                     "('{model: M, family: cross-encoder, settings: {dtype: fp32}}'; keys "
-                    "model, family, backend, settings, depth, max_queries, label) or a YAML file "
+                    "model, family, preset, backend, settings, members, depth, max_queries, "
+                    "timing_queries, label) or a YAML file "
                     "holding one. Writes OUT_DIR/compare.json, OUT_DIR/compare.png (quality vs "
                     "latency, Pareto front marked) and the runs under OUT_DIR/runs/.")
     add_config_arg(p)
@@ -49,6 +50,9 @@ def add_parser(sub) -> None:
     p.add_argument("--missing", choices=["zero", "skip"], default="skip",
                    help="judged queries a run lacks (e.g. an LLM on a few queries): left out "
                         "(default) or scored 0")
+    p.add_argument("--binary-rel", type=int, default=None,
+                   help="minimum grade a binary measure counts as relevant (default: the "
+                        "qrels' own, 2 for TREC DL datasets; 1 for a qrels file)")
     p.add_argument("--test", choices=sorted(TEST_CHOICES), default="both")
     p.add_argument("--rounds", type=int, default=10_000, help="randomization test rounds")
     p.add_argument("--seed", type=int, default=0)
@@ -72,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
         measures=list(args.measures), baseline=args.baseline, reference=args.reference,
         threads=args.threads, repeats=args.repeats, warmup=args.warmup,
         timing_queries=args.timing_queries or None, max_queries=args.max_queries,
-        missing=args.missing, tests=TEST_CHOICES[args.test], rounds=args.rounds,
-        seed=args.seed, alpha=args.alpha)
+        missing=args.missing, binary_rel=args.binary_rel, tests=TEST_CHOICES[args.test],
+        rounds=args.rounds, seed=args.seed, alpha=args.alpha)
     data = DatasetArgs(args.dataset or "files", run=args.run, topics=args.topics,
                        corpus=args.corpus, qrels=args.qrels)
-    result = compare(data, models, args.out_dir, settings)
+    result = compare(data, models, args.out_dir, settings, progress=True)
     Console(width=200).print(result.table())
     out = Path(args.out_dir)
     json_path = args.json or out / "compare.json"

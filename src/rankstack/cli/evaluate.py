@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from rankstack.cli._common import result_console, say
     from rankstack.errors import ConfigError
     from rankstack.evaluate import DEFAULT_MEASURES, Evaluator
-    from rankstack.evaluate.report import per_query_lines
+    from rankstack.evaluate.report import comparison_table, per_query_lines, plot_deltas, write_json
     from rankstack.sources import load_qrels_arg, load_run_arg
 
     if not args.runs:
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                    missing=args.missing)
     comp = ev.compare(runs, baseline=baseline, tests=TEST_CHOICES[args.test], rounds=args.rounds,
                       seed=args.seed, alpha=args.alpha)
-    result_console().print(comp.table())
+    result_console().print(comparison_table(comp))
     if len(comp.results) == 1:
         r = comp.results[0]
         for m in r.measures:
@@ -112,9 +112,9 @@ def run(args: argparse.Namespace) -> int:
     if args.per_query:
         print("\n".join(per_query_lines(comp)))
     if args.json:
-        comp.write_json(args.json)
+        write_json(comp, args.json)
         say(f"wrote {args.json}")
     if args.plot:
-        comp.plot_deltas(args.plot, ev.name_of(args.plot_measure) if args.plot_measure else None)
+        plot_deltas(comp, args.plot, ev.name_of(args.plot_measure) if args.plot_measure else None)
         say(f"wrote {args.plot}")
     return 0

@@ -24,12 +24,10 @@ A row ``candidates`` is the first-stage run itself (no model, no cost measured).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,153 +35,15 @@ from rankstack.config import config_hash
 from rankstack.errors import ConfigError, InputError
 from rankstack.evaluate import efficiency as eff
 from rankstack.evaluate.compare_report import CompareResult
-
-log = logging.getLogger("rankstack.evaluate.compare")
-
-CANDIDATES = "candidates"
-SPEC_KEYS = {"label", "model", "family", "preset", "backend", "settings", "depth", "max_queries",
-             "members"}
-
-
-@dataclass
-class ModelSpec:
-    """One entry of ``--models``: a re-ranker spec plus compare's own keys."""
-
-    label: str
-    spec: dict[str, Any]  # model / family / backend / settings (the re-ranker spec)
-    depth: int | None = None  # None: the re-ranker's own default
-    max_queries: int | None = None
-
-    @property
-    def is_candidates(self) -> bool:
-        return self.spec.get("family") == CANDIDATES
-
-
-def parse_model(text: str | Mapping[str, Any], where: str = "--models") -> ModelSpec:
-    """``candidates``, ``LABEL=SPEC``, a YAML/JSON mapping, or a YAML file of one mapping.
-
-    Keys: ``model``, ``family``, ``backend``, ``settings`` (the re-ranker spec) and
-    ``label``, ``depth`` (default 100), ``max_queries`` (first N queries of the run).
-    """
-    import yaml
-
-    label = None
-    if isinstance(text, str):
-        head, sep, rest = text.partition("=")
-        if sep and head and all(c.isalnum() or c in "._-+@" for c in head):
-            label, text = head, rest
-        if text.strip() == CANDIDATES:
-            raw: Any = {"family": CANDIDATES}
-        elif os.path.isfile(text):
-            try:
-                raw = yaml.safe_load(Path(text).read_text(encoding="utf-8"))
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{where}: {text}: not valid YAML: {exc}") from None
-            where = text
-        else:
-            try:
-                raw = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{where}: {text!r} is not a YAML mapping: {exc}") from None
-    else:
-        raw = dict(text)
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: {text!r}: expected 'candidates', LABEL=SPEC, a mapping "
-                          f"such as '{{model: M, family: cross-encoder}}', or a YAML file")
-    unknown = sorted(set(raw) - SPEC_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: "
-                          f"{', '.join(sorted(SPEC_KEYS))})")
-    spec = {k: raw[k] for k in ("model", "family", "preset", "backend", "settings", "members")
-            if raw.get(k) is not None}
-    if "settings" in spec and not isinstance(spec["settings"], Mapping):
-        raise ConfigError(f"{where}: 'settings' must be a mapping, not {spec['settings']!r}")
-    for key in ("depth", "max_queries"):
-        v = raw.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ConfigError(f"{where}: {key!r} must be a positive integer, not {v!r}")
-    label = label or raw.get("label") or _default_label(spec)
-    return ModelSpec(str(label), spec, raw.get("depth"), raw.get("max_queries"))
-
-
-def _default_label(spec: Mapping[str, Any]) -> str:
-    if spec.get("family") == CANDIDATES:
-        return CANDIDATES
-    model = str(spec.get("model") or "default")
-    name = Path(model.rstrip("/")).name or model
-    return f"{spec.get('family') or spec.get('preset') or 'model'}:{name}"
-
-
-@dataclass
-class CompareSettings:
-    measures: list[str] = field(default_factory=lambda: ["nDCG@10"])
-    baseline: str | None = None  # label; default: the first row
-    reference: str | None = None  # label for the ratios; default: the first measured model
-    threads: int = 1
-    repeats: int = 3
-    warmup: int = 1
-    timing_queries: int | None = 10
-    max_queries: int | None = None
-    missing: str = "skip"
-    tests: list[str] = field(default_factory=lambda: ["t", "perm"])
-    rounds: int = 10_000
-    seed: int = 0
-    alpha: float = 0.05
-
-    def check(self) -> None:
-        for key in ("threads", "repeats"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{key} must be a positive integer, not {v!r}")
-        for key in ("timing_queries", "max_queries"):
-            v = getattr(self, key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ConfigError(f"{key} must be a positive integer or None, not {v!r}")
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ConfigError(f"warmup must be a non-negative integer, not {self.warmup!r}")
-
-    def method(self) -> str:
-        return (f"each model in a fresh process, threads={self.threads} for all; "
-                f"{self.warmup} warm-up quer{'y' if self.warmup == 1 else 'ies'}, then "
-                f"{self.repeats} timing pass(es) interleaved across models (order rotated), "
-                f"{self.timing_queries or 'all'} timing queries each re-ranked alone, caches "
-                f"off; latency = median over passes per query, p50/p95 over queries; pairs/s = "
-                f"median over passes; load = one load, libraries' import included")
-
-
-@dataclass
-class ModelCost:
-    """Measured cost of one model (medians; see the module docstring)."""
-
-    label: str
-    name: str
-    load_s: float
-    quality_s: float | None  # None when the quality run was re-used
-    pairs_per_s: float
-    p50_ms: float
-    p95_ms: float
-    timing_queries: int
-    pairs_per_query: float
-    memory: dict[str, Any]
-    memory_after_load: dict[str, Any] = field(default_factory=dict)
-    llm_calls_per_query: float | None = None
-    prompt_tokens_per_query: float | None = None
-    completion_tokens_per_query: float | None = None
-    calls_per_s: float | None = None
-    passes: list[dict[str, Any]] = field(default_factory=list)
-    quality_report: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def memory_mb(self) -> float | None:
-        """What the ratios use: added RSS, or the GPU peak where a GPU was used."""
-        return self.memory.get("gpu_peak_mb") or self.memory.get("added_rss_mb")
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        d = asdict(self)
-        d["memory_mb_for_ratios"] = self.memory_mb
-        return d
+from rankstack.evaluate.compare_spec import (  # noqa: F401 - re-exported
+    CANDIDATES,
+    SPEC_KEYS,
+    CompareSettings,
+    DatasetArgs,
+    ModelCost,
+    ModelSpec,
+    parse_model,
+)
 
 
 class _Proc:
@@ -223,23 +83,16 @@ class _Proc:
             self.p.wait()
 
 
-@dataclass
-class DatasetArgs:
-    """Where the candidates come from (``rankstack.datasets.load_dataset`` arguments)."""
-
-    name: str
-    run: str | None = None
-    topics: str | None = None
-    corpus: str | None = None
-    qrels: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (None if v is None else os.fspath(v)) for k, v in self.__dict__.items()}
-
-
 def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.PathLike[str],
-            settings: CompareSettings | None = None) -> CompareResult:
-    """Re-rank with every model, evaluate, measure; runs go to ``out_dir/runs/LABEL.run``."""
+            settings: CompareSettings | None = None, *, progress: bool = False
+            ) -> CompareResult:
+    """Re-rank with every model, evaluate, measure; runs go to ``out_dir/runs/LABEL.run``.
+    ``progress``: one line per step on stderr."""
+
+    def say(text: str) -> None:
+        if progress:
+            print(f"compare: {text}", file=sys.stderr, flush=True)
+
     from rankstack.datasets import DATASETS, load_dataset
     from rankstack.evaluate import Evaluator
     from rankstack.io import atomic_write, read_run, write_run
@@ -262,7 +115,6 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
     if not ds.docs and any(not m.is_candidates for m in models):
         raise ConfigError(f"{data.name}: no passage texts (give candidates with passages or "
                           f"--corpus)")
-    binary_rel = DATASETS[data.name].binary_rel if data.name in DATASETS else 1
     if data.name in DATASETS and data.qrels is None:
         ds.qrels.name = data.name  # as 'rankstack evaluate --qrels dl19' names it
     all_qids = list(ds.run.rankings)[:s.max_queries]
@@ -283,11 +135,11 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
                           tag=_safe(m.label))
                 continue
             p = procs[m.label] = _Proc(m.label, s.threads)
-            timing = qids[:s.timing_queries]
+            timing = qids[:m.timing_queries or s.timing_queries]
             spec = run_spec(m.spec, s.threads, out / "llm-cache" / _safe(m.label))
             loaded[m.label] = p.ask("load", dataset=data.to_dict(), spec=spec, qids=qids,
                                     timing_qids=timing, depth=m.depth)
-            log.info("%s: loaded in %.1fs", m.label, loaded[m.label]["load_s"])
+            say(f"{m.label}: loaded in {loaded[m.label]['load_s']:.1f}s")
         for m in models:
             if m.is_candidates:
                 continue
@@ -298,6 +150,7 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
             if path.exists() and meta.exists() and _meta_key(meta) == key:
                 quality[m.label] = {"reused": True, **json.loads(meta.read_text())}
             else:
+                say(f"{m.label}: quality pass over {len(all_qids[:m.max_queries])} queries")
                 rep = procs[m.label].ask("quality", run_path=str(path), tag=_safe(m.label))
                 quality[m.label] = {"reused": False, "key": key, "seconds": rep["seconds"],
                                     "report": rep["report"]}
@@ -315,6 +168,7 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
             order = measured[r % len(measured):] + measured[:r % len(measured)] if measured \
                 else []
             for label in order:
+                say(f"timing pass {r + 1}/{s.repeats}: {label}")
                 passes[label].append(procs[label].ask("time"))
         memory = {label: procs[label].ask("finish")["memory"] for label in measured}
     finally:
@@ -323,7 +177,7 @@ def compare(data: DatasetArgs, models: Sequence[ModelSpec], out_dir: str | os.Pa
 
     costs = {label: _cost(label, loaded[label], quality[label], passes[label], memory[label])
              for label in passes}
-    ev = Evaluator(s.measures, ds.qrels, binary_rel=binary_rel, missing=s.missing)
+    ev = Evaluator(s.measures, ds.qrels, binary_rel=s.binary_rel, missing=s.missing)
     baseline = s.baseline if s.baseline is not None else labels[0]
     if baseline not in labels:
         raise ConfigError(f"baseline {baseline!r} is not one of the models: {', '.join(labels)}")

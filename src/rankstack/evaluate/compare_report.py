@@ -16,7 +16,7 @@ from rankstack.io import atomic_write
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from rankstack.evaluate.compare import CompareSettings, DatasetArgs, ModelCost, ModelSpec
+    from rankstack.evaluate.compare_spec import CompareSettings, DatasetArgs, ModelCost, ModelSpec
     from rankstack.evaluate.evaluator import Comparison
 
 
@@ -82,10 +82,12 @@ class CompareResult:
     def caption(self) -> str:
         e = self.env
         comp = self.comparison
+        base = comp.baseline_result.name if comp.baseline_result else "-"
         return (f"quality: {comp.qrels_name}, binary rel >= {comp.binary_rel}, judged queries a "
                 f"run lacks {'left out' if comp.missing_policy == 'skip' else 'scored 0'}; "
-                f"delta = mean per-query difference to {comp.baseline_result.name if comp.baseline_result else '-'} "
-                f"on the queries both ranked; marks: Holm-corrected paired tests (t, perm). "
+                f"delta = mean per-query difference to {base} "
+                f"on the queries both ranked; marks: Holm-corrected paired tests "
+                f"({', '.join(comp.test_names) or 'none'}). "
                 f"cost: {self.settings.method()}. memory: {self.memory_method()}. ratios vs "
                 f"{self.reference}: x faster = pairs/s ratio, x less memory = added-RSS (GPU "
                 f"peak where used) ratio. machine: {e['cpu']}, {e['cores']} cores, load avg "

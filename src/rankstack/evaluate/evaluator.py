@@ -311,7 +311,11 @@ def _significance(results: list[RunResult], base: int, tests: list[str], rounds:
 
 @dataclass
 class Comparison:
-    """Several runs side by side, with tests against a baseline (see :meth:`Evaluator.compare`)."""
+    """Several runs side by side, with tests against a baseline (see :meth:`Evaluator.compare`).
+
+    Its reports (rich table, JSON, delta plot) are functions of :mod:`rankstack.evaluate.report`
+    (``comparison_table``, ``write_json``, ``plot_deltas``), so this module imports no report code.
+    """
 
     results: list[RunResult]
     baseline: int | None
@@ -345,26 +349,6 @@ class Comparison:
             if (t.run, t.measure, t.test) == (run, measure, test):
                 return t
         raise KeyError((run, measure, test))
-
-    def to_dict(self) -> dict[str, Any]:
-        from rankstack.evaluate.report import comparison_to_dict
-
-        return comparison_to_dict(self)
-
-    def write_json(self, path: str) -> None:
-        from rankstack.evaluate.report import write_json
-
-        write_json(self, path)
-
-    def table(self):
-        from rankstack.evaluate.report import comparison_table
-
-        return comparison_table(self)
-
-    def plot_deltas(self, path: str, measure: str | None = None) -> None:
-        from rankstack.evaluate.report import plot_deltas
-
-        plot_deltas(self, path, measure)
 
 
 def evaluate(run: Run, qrels: Qrels, measures: Sequence[Any] = DEFAULT_MEASURES,

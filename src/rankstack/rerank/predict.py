@@ -12,9 +12,9 @@ CPU device) no Fabric is started and the same code runs as rank 0 of 1.
 1. loads every rank's journal (``<base>.journal.jsonl`` for rank 0,
    ``<base>.journal.rank<r>.jsonl`` for rank ``r``; all must carry the job's header) and waits
    for all ranks, so they agree on what is left;
-2. shards the unfinished queries over the ranks, balanced by text length (query + passage
-   characters of the candidates to score; longest first, each to the least loaded rank), each
-   shard kept in run order;
+2. shards the unfinished groups of queries (step 3) over the ranks, balanced by text length
+   (query + passage characters of the candidates to score; longest first, each to the least
+   loaded rank), each shard kept in run order;
 3. re-ranks its shard group by group with the one re-ranker it was given
    (``reranker.rerank(run, queries, docs)``; every depth / missing-doc policy is the
    re-ranker's), appending each finished group to its own journal (flushed and fsynced).
@@ -23,7 +23,7 @@ CPU device) no Fabric is started and the same code runs as rank 0 of 1.
    query missing from the journals is redone whole. So the re-ranker sees the same groups,
    hence the same batches, on any number of ranks and after any resume;
 4. waits for all ranks; rank 0 reads all journals back and returns the merged Run in the
-   candidates' query order (other ranks return ``None``).
+   candidates' query order, and the ranks' reports summed (other ranks: no run).
 
 A kill of any rank ends the job (Lightning's launcher stops the others); running the same
 command again resumes: finished queries come from the journals, whatever the number of ranks
@@ -122,6 +122,19 @@ class Ranks:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+
+def launched_rank() -> int:
+    """This process's rank as its launcher put it in the environment, before any Fabric
+    exists: 0 for a plain command or the first rank; > 0 for the processes Lightning's
+    launcher starts (``LOCAL_RANK``), other nodes (``NODE_RANK``), torchrun (``RANK``) and
+    SLURM tasks (``SLURM_PROCID``). Rank 0 holds the job's lock; the others lock only their
+    own journals."""
+    for var in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
 
 
 def launch(settings: DeviceSettings | Mapping[str, Any] | None = None) -> Ranks:
@@ -280,8 +293,9 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
     ``journal``: rank 0's journal path (others derive theirs from it). ``header`` names the
     job in the journals (default: the re-ranker's ``journal_identity()``, ``depth`` and a
     fingerprint of the candidates); a journal with another header is refused. ``depth``:
-    passed to every ``reranker.rerank`` call if given (else the re-ranker's own). ``name``: the merged run's
-    name (default ``<run>+<model>``, as :class:`~rankstack.rerank.reranker.Reranker` names it).
+    passed to every ``reranker.rerank`` call if given (else the re-ranker's own). ``name``:
+    the merged run's name (default ``<run>+<model>``, as the re-rankers name their runs).
+    Rank 0 returns the merged run; logs the summed report's warnings once.
     """
     ranks = ranks or Ranks()
     if len(run) == 0:
@@ -408,4 +422,4 @@ def rerank_sharded(reranker: Any, run: Run, queries: Mapping[str, Query],
 
 
 __all__ = ["DeviceSettings", "Ranks", "ShardedJournal", "ShardedResult", "launch",
-           "rerank_sharded", "shard_by_cost"]
+           "launched_rank", "rerank_sharded", "shard_by_cost"]

@@ -149,8 +149,25 @@ def cache_stats() -> dict[str, int]:
 
 
 def run(retriever: Any, tids: list[list[int]], k: int, id_rank: np.ndarray,
-        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`search_batch` over a loaded ``bm25s.BM25`` for lists of term ids."""
+        n_threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`search_batch` over a loaded ``bm25s.BM25`` for lists of term ids.
+
+    ``n_threads`` > 1: the queries are split into that many contiguous parts, searched in
+    threads at once (the kernel releases the GIL); results do not depend on it.
+    """
+    if n_threads > 1 and len(tids) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        parts = [p for p in np.array_split(np.arange(len(tids)), n_threads) if len(p)]
+        with ThreadPoolExecutor(len(parts)) as pool:
+            outs = list(pool.map(lambda p: _run(retriever, [tids[i] for i in p], k, id_rank),
+                                 parts))
+        return tuple(np.concatenate(x) for x in zip(*outs, strict=True))  # type: ignore[return-value]
+    return _run(retriever, tids, k, id_rank)
+
+
+def _run(retriever: Any, tids: list[list[int]], k: int, id_rank: np.ndarray,
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sc = retriever.scores
     int_dtype = sc["indices"].dtype
     ptr = np.zeros(len(tids) + 1, dtype=np.int64)

@@ -451,7 +451,7 @@ class BM25Index:
         if self.backend == "numba":
             from rankstack.retrieve import _bm25_numba
 
-            return _bm25_numba.run(self._bm25, tids, k, self._id_rank())
+            return _bm25_numba.run(self._bm25, tids, k, self._id_rank(), n_threads=n_threads)
         n_docs = len(self.doc_ids)
         k_fetch = min(k + 1, n_docs)  # one extra to see ties at the cut-off
         res = self._bm25.retrieve(tids, k=k_fetch, sorted=True, show_progress=False,

@@ -107,7 +107,7 @@ def create_app(
     corpus: Mapping[str, Doc] | None = None,
     index: Searcher | None = None,
     index_name: str | None = None,
-    score_fn: ScoreFn | None = None,
+    score_fn: ScoreFn | Sequence[ScoreFn] | None = None,
 ):
     """Build the FastAPI app around a :class:`~rankstack.rerank.base.Scorer`, or any
     :class:`~rankstack.rerank.base.RunReranker` (listwise LLM, PE-Rank, BM25, fusion).
@@ -117,6 +117,7 @@ def create_app(
     all of them: ``depth`` is the request's length), one request at a time.
     ``score_fn`` overrides ``scorer.score_pairs`` (e.g. a Reranker's scoring function);
     ``scorer`` still names the model (``.name``) and the score kind (``.score_kind``).
+    A list of functions (one per model copy) scores that many batches at once.
     """
     require("fastapi", extra="serve", purpose="rankstack serve")
     require("pydantic", extra="serve", purpose="rankstack serve")
@@ -146,11 +147,12 @@ def create_app(
                               f"RunReranker")
     model_name = str(getattr(scorer, "name", type(scorer).__name__))
     score_kind = str(getattr(scorer, "score_kind", "unknown"))
-    fn: ScoreFn = score_fn or (scorer.score_pairs if run_reranker is None
-                               else _unbatched(run_reranker))
+    fn: ScoreFn | Sequence[ScoreFn] = score_fn or (
+        scorer.score_pairs if run_reranker is None else _unbatched(run_reranker))
     batcher = MicroBatcher(fn, max_batch_pairs=s.max_batch_pairs, max_wait_ms=s.max_wait_ms,
                            max_batch_requests=(1 if run_reranker is not None
-                                               else s.max_batch_requests))
+                                               else s.max_batch_requests),
+                           split_requests=run_reranker is None)
 
     Text = Annotated[str, Field(max_length=s.max_text_chars), AfterValidator(_utf8)]
     QueryText = Annotated[str, Field(min_length=1, max_length=s.max_query_chars),

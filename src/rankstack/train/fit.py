@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rankstack.errors import ConfigError, require
+from rankstack.train.schedule import adamw_linear_schedule  # noqa: F401 - re-export
 
 log = logging.getLogger(__name__)
 
@@ -171,24 +172,6 @@ class StepSampler(torch.utils.data.Sampler):
         # counter within the (single) epoch, so the epoch must end at the run's last batch;
         # a length counted from ``start`` ends it early and the batches are replayed.
         return sum(1 for b in range(self.total) if b % self.world == self.rank)
-
-
-def adamw_linear_schedule(params, cfg: TrainConfig) -> dict[str, Any]:
-    """AdamW over the trainable ``params``, linear warmup then linear decay to 0 (per step)."""
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise ConfigError("nothing to train: no parameter requires grad")
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.max_steps
-    warm = int(total * cfg.warmup_ratio)
-
-    def lr_at(step: int) -> float:  # linear warmup, then linear decay to 0
-        if step < warm:
-            return (step + 1) / max(1, warm)
-        return max(0.0, (total - step) / max(1, total - warm))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 class GroupData(L.LightningDataModule):

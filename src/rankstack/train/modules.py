@@ -74,7 +74,7 @@ class _Base(L.LightningModule):
         self.cfg = cfg
 
     def configure_optimizers(self):
-        from rankstack.train.fit import adamw_linear_schedule
+        from rankstack.train.schedule import adamw_linear_schedule
 
         return adamw_linear_schedule(self.model.parameters(), self.cfg)
 

@@ -350,7 +350,8 @@ class PERankModel(torch.nn.Module):
         if emb.ndim != 2 or emb.shape[1] != self.config.d_emb:
             raise ConfigError(f"passage embeddings must be (n, {self.config.d_emb}), got "
                               f"{tuple(emb.shape)}")
-        return self.projector(emb.to(device=self.device, dtype=self.dtype))
+        with torch.autocast(self.device.type, enabled=False):  # in the weights' dtype
+            return self.projector(emb.to(device=self.device, dtype=self.dtype))
 
     def embed_sequence(self, ids: Sequence[int], slot_vecs: torch.Tensor) -> torch.Tensor:
         """Input embeddings ``(L, d_llm)`` with ``slot_vecs[k]`` at the k-th SLOT position."""
@@ -380,10 +381,13 @@ class PERankModel(torch.nn.Module):
     def passage_logits(self, hidden: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
         """``normalize(hidden) @ proj.T / temperature`` (float32; without ``normalize_hidden``
         the raw hidden state, as the reference)."""
-        h = hidden.float()
-        if self.config.normalize_hidden:
-            h = F.normalize(h, dim=-1)
-        return h @ proj.float().transpose(-1, -2) / self.config.temperature
+        # float32 also under bf16 autocast (which would run this matmul in bf16): the passage
+        # logits of one window differ by small amounts that bf16 rounds away
+        with torch.autocast(hidden.device.type, enabled=False):
+            h = hidden.float()
+            if self.config.normalize_hidden:
+                h = F.normalize(h, dim=-1)
+            return h @ proj.float().transpose(-1, -2) / self.config.temperature
 
     # ------------------------------------------------------------------ ranking
     @torch.inference_mode()
