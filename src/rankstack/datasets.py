@@ -93,7 +93,7 @@ def data_dir() -> Path:
             return c.resolve()
     raise ConfigError(
         f"no data directory: set ${ENV_VAR} or place the data at ../shared/data "
-        f"(looked in {', '.join(str(c) for c in candidates)})"
+        f"(looked in {', '.join(dict.fromkeys(str(c) for c in candidates))})"
     )
 
 

@@ -186,6 +186,21 @@ def spec_from_args(args: argparse.Namespace, *, base: Any = None) -> dict[str, A
     return spec
 
 
+#: pairs between two journal commits of ``rerank`` (``--set chunk_pairs=N`` changes it)
+JOURNAL_PAIRS = 256
+
+
+def journal_pairs(spec: dict[str, Any]) -> int:
+    """How many pairs ``rerank`` scores between journal commits: the spec's ``chunk_pairs``
+    setting if given, else :data:`JOURNAL_PAIRS`."""
+    from rankstack.errors import ConfigError
+
+    value = (spec.get("settings") or {}).get("chunk_pairs", JOURNAL_PAIRS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"settings.chunk_pairs must be a positive integer, not {value!r}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from rankstack.datasets import load_dataset
     from rankstack.errors import ConfigError
@@ -217,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"resuming from {journal}")
     try:
         res = rerank_sharded(reranker, candidates, ds.queries, ds.docs, journal=journal,
-                             ranks=ranks, depth=args.depth,
+                             ranks=ranks, depth=args.depth, chunk_pairs=journal_pairs(spec),
                              show_progress=not args.no_progress)
     finally:
         reranker.close()

@@ -21,7 +21,7 @@ from rankstack.llm.accounting import LLMCaller, timer
 from rankstack.llm.base import LLMBackend
 from rankstack.llm.cache import LLMCache
 from rankstack.llm.templates import PromptTemplate, load_template
-from rankstack.rerank.base import OnMissing, RerankItem, RunReranker
+from rankstack.rerank.base import OnMissing, RerankItem, RunReranker, split_scores
 from rankstack.rerank.report import RerankReport
 
 #: pairs handed to the backend's batched call at a time (progress and journal granularity)
@@ -94,12 +94,7 @@ class PointwiseLLMReranker(RunReranker):
                 self._missing_answers += len(s.missing)
             advance(len(part))
         report.pairs_scored += len(jobs)
-        out: list[Sequence[float]] = []
-        pos = 0
-        for it in items:
-            out.append(results[pos:pos + len(it.ids)])
-            pos += len(it.ids)
-        return out
+        return split_scores(results, items)
 
     def _finish(self, report: RerankReport) -> None:
         caller = self._caller

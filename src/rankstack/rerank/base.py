@@ -336,6 +336,16 @@ class RunReranker(ABC):
                                        for i, d in enumerate(below)], self.name)
 
 
+def split_scores(flat: Sequence[float], items: Sequence[RerankItem]) -> list[Sequence[float]]:
+    """``flat`` (one score per pair, the items' pairs in order) cut into each item's scores."""
+    out: list[Sequence[float]] = []
+    pos = 0
+    for it in items:
+        out.append(flat[pos:pos + len(it.ids)])
+        pos += len(it.ids)
+    return out
+
+
 def rank_scores(order: Sequence[int], n: int) -> list[float]:
     """Rank-derived scores for a listwise order (indices best first): ``n - position``."""
     out = [0.0] * n

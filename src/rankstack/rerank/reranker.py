@@ -20,7 +20,7 @@ import numpy as np
 
 from rankstack.errors import ConfigError, InputError
 from rankstack.records import Run
-from rankstack.rerank.base import OnMissing, RerankItem, RunReranker, Scorer
+from rankstack.rerank.base import OnMissing, RerankItem, RunReranker, Scorer, split_scores
 from rankstack.rerank.registry import SCORERS, scorer_class
 from rankstack.rerank.report import RerankReport
 
@@ -172,12 +172,7 @@ class Reranker(RunReranker):
             scores[a:b] = s
             advance(b - a)
         report.pairs_scored += n
-        out: list[Sequence[float]] = []
-        pos = 0
-        for it in items:
-            out.append(scores[pos:pos + len(it.ids)])
-            pos += len(it.ids)
-        return out
+        return split_scores(scores, items)
 
 
 def budgets_of(scorer: Any) -> dict[str, Any]:
