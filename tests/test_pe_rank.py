@@ -14,7 +14,11 @@ pytest.importorskip("transformers")
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from tiny_models import make_tiny_bert, make_tiny_llama  # noqa: E402
+from tiny_models import (  # noqa: E402
+    TOY_PASSAGES,  # noqa: E402
+    make_tiny_bert,
+    make_tiny_llama,
+)
 
 from rankstack.errors import ConfigError, InputError  # noqa: E402
 from rankstack.llm.pe_rank import (  # noqa: E402
@@ -37,16 +41,7 @@ from rankstack.records import Doc, Query, Ranking, Run  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BUDGET = 24
 
-TEXTS = [
-    "cats eat food and sleep a long time",
-    "Paris is the capital city of France on the river Seine",
-    "python code is a programming language",
-    "the weather today is rain and tomorrow sun",
-    "dogs and cats are pets and animals",
-    "music with guitar and piano",
-    "Berlin is the capital of Germany",
-    "how long do dogs sleep",
-]
+TEXTS = TOY_PASSAGES
 DOCS = [Doc(f"d{i}", t) for i, t in enumerate(TEXTS)]
 
 

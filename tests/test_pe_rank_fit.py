@@ -17,7 +17,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("lightning")
 
-from tiny_models import make_tiny_bert, make_tiny_llama  # noqa: E402
+from tiny_models import (  # noqa: E402
+    TOY_PASSAGES,  # noqa: E402
+    make_tiny_bert,
+    make_tiny_llama,
+)
 
 from rankstack.errors import ConfigError  # noqa: E402
 from rankstack.llm.pe_rank import PassageEmbedder, PERankModel, PERankReranker  # noqa: E402
@@ -34,16 +38,7 @@ from rankstack.train.fit import TrainConfig  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BUDGET = 24
-TEXTS = [
-    "cats eat food and sleep a long time",
-    "Paris is the capital city of France on the river Seine",
-    "python code is a programming language",
-    "the weather today is rain and tomorrow sun",
-    "dogs and cats are pets and animals",
-    "music with guitar and piano",
-    "Berlin is the capital of Germany",
-    "how long do dogs sleep",
-]
+TEXTS = TOY_PASSAGES
 DOCS = {f"d{i}": Doc(f"d{i}", t) for i, t in enumerate(TEXTS)}
 QUERIES = {"q1": "what do cats eat", "q2": "capital of France", "q3": "dogs sleep"}
 

@@ -13,6 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from tiny_models import TOY_PASSAGES  # noqa: E402
+
 from rankstack.errors import ConfigError, InputError  # noqa: E402
 from rankstack.records import Doc, Query, Ranking, Run  # noqa: E402
 from rankstack.rerank import (  # noqa: E402
@@ -23,15 +25,7 @@ from rankstack.rerank import (  # noqa: E402
     resolve_spec,
 )
 
-TEXTS = [
-    "cats eat food and sleep a long time",
-    "Paris is the capital city of France on the river Seine",
-    "python code is a programming language",
-    "the weather today is rain and tomorrow sun",
-    "dogs and cats are pets and animals",
-    "music with guitar and piano",
-    "Berlin is the capital of Germany",
-]
+TEXTS = TOY_PASSAGES[:7]
 DOCS = {f"d{i}": Doc(f"d{i}", t) for i, t in enumerate(TEXTS)}
 QUERIES = {"q1": Query("q1", "what do cats eat"), "q2": Query("q2", "capital of France")}
 

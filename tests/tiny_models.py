@@ -301,3 +301,16 @@ def make_tiny_lightning_ir(path: str | os.PathLike[str], scoring_strategy: str =
     (out / "config.json").write_text(json.dumps(d, indent=2), encoding="utf-8")
     tok.save_pretrained(out)
     return out
+
+
+#: toy passages shared by the re-ranker and PE-Rank tests
+TOY_PASSAGES = [
+    "cats eat food and sleep a long time",
+    "Paris is the capital city of France on the river Seine",
+    "python code is a programming language",
+    "the weather today is rain and tomorrow sun",
+    "dogs and cats are pets and animals",
+    "music with guitar and piano",
+    "Berlin is the capital of Germany",
+    "how long do dogs sleep",
+]
