@@ -237,3 +237,22 @@ def test_batcher_with_two_model_copies_scores_two_batches_at_once():
     assert res[0].tolist() == [1 + 100 * by_query["a"], 2 + 100 * by_query["a"]]
     assert res[1].tolist() == [3 + 100 * by_query["b"], 1 + 100 * by_query["b"]]
     assert stats.batches == 2 and stats.requests == 2
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_ordinary_client_reads_the_413_for_a_body_just_over_the_limit(scorer, chunked):
+    """httpx writes its whole body before reading: the server must drain, not reset, it."""
+    app = create_app(scorer, settings=ServiceSettings(max_body_bytes=64 * 1024))
+    body = b'{"query": "q", "passages": ["' + b"x" * (96 * 1024) + b'"]}'
+
+    def gen():
+        for i in range(0, len(body), 8192):
+            yield body[i:i + 8192]
+
+    with BackgroundServer(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        for _ in range(20):
+            r = c.post("/rerank", content=gen() if chunked else body,
+                       headers={"Content-Type": "application/json"})
+            assert r.status_code == 413 and "max_body_bytes" in r.json()["detail"]
+        assert c.post("/rerank", json={"query": "q", "passages": ["a"]}).status_code == 200
+        assert _stats(srv.url)["requests"]["body_too_large"] == 20

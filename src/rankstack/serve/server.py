@@ -115,9 +115,11 @@ class RequestLimits:
     """ASGI middleware: the body limit, cancellation on disconnect, a per-request deadline.
 
     * The body is read here, counting bytes as they arrive, whatever the framing
-      (Content-Length or chunked): past ``max_body_bytes`` the request gets 413 at once, with
-      ``Connection: close``, and the rest of the body is never read. A Content-Length over the
-      limit gets 413 before any byte of the body is read.
+      (Content-Length or chunked). Past ``max_body_bytes`` the request gets 413 with
+      ``Connection: close``. So that an ordinary client, still writing its body, can read that
+      answer instead of a reset connection, up to another ``max_body_bytes`` (and at most
+      ``DRAIN_S`` seconds) is read and discarded first ("lingering close"); the rest is never
+      read. A Content-Length over twice the limit gets 413 before any byte of the body is read.
     * The application then runs as a task while this middleware waits for the client's
       disconnect; if the client goes away first, the task is cancelled (so its queued scoring
       is dropped, see :mod:`rankstack.serve.batching`) and counted.
@@ -146,6 +148,8 @@ class RequestLimits:
                 return
             if too_big:
                 self.stats.body_too_large += 1
+                if int(length) <= 2 * limit:
+                    await _drain(receive, int(length))
                 await _json(send, 413, f"request body of {int(length)} bytes exceeds the limit "
                                        f"of {limit} bytes (setting max_body_bytes)", close=True)
                 return
@@ -163,6 +167,8 @@ class RequestLimits:
             size += len(body)
             if size > limit:
                 self.stats.body_too_large += 1
+                if msg.get("more_body", False):
+                    await _drain(receive, limit)
                 await _json(send, 413, f"request body exceeds the limit of {limit} bytes "
                                        f"(setting max_body_bytes; {size} bytes received before "
                                        f"the request was refused)", close=True)
@@ -222,6 +228,26 @@ class RequestLimits:
             await _json(send, 504, f"request not answered within its deadline of "
                                    f"{self.deadline_s:g} s (setting request_timeout_s); "
                                    f"its work was cancelled", close=True)
+
+
+#: the longest a refused body is drained before its 413 is sent (see RequestLimits)
+DRAIN_S = 5.0
+
+
+async def _drain(receive: Any, budget: int) -> None:
+    """Read and discard up to ``budget`` more body bytes, for at most ``DRAIN_S`` seconds."""
+    async def read() -> None:
+        left = budget
+        while left > 0:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return
+            left -= len(msg.get("body", b""))
+            if not msg.get("more_body", False):
+                return
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(read(), DRAIN_S)
 
 
 async def _json(send: Any, status: int, detail: str, *, close: bool = False) -> None:
