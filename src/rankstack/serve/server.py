@@ -142,15 +142,15 @@ class RequestLimits:
         length = dict(scope.get("headers") or ()).get(b"content-length")
         if length is not None:
             try:
-                too_big = int(length) > limit
+                declared = int(length)
             except ValueError:
                 await _json(send, 400, "invalid Content-Length header")
                 return
-            if too_big:
+            if declared > limit:
                 self.stats.body_too_large += 1
-                if int(length) <= 2 * limit:
-                    await _drain(receive, int(length))
-                await _json(send, 413, f"request body of {int(length)} bytes exceeds the limit "
+                if declared <= 2 * limit:
+                    await _drain(receive, declared)
+                await _json(send, 413, f"request body of {declared} bytes exceeds the limit "
                                        f"of {limit} bytes (setting max_body_bytes)", close=True)
                 return
         loop = asyncio.get_running_loop()

@@ -236,6 +236,11 @@ class StepProgressBar(L.pytorch.callbacks.TQDMProgressBar):
         bar.n = bar.initial
         bar.set_description(f"train (step {trainer.global_step}/{trainer.max_steps})")
 
+    def get_metrics(self, trainer, pl_module) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)  # the CSV log's version number tells the user nothing here
+        return items
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         self.train_progress_bar.set_description(
