@@ -131,6 +131,25 @@ def test_run_batched_returns_input_order_under_length_sorting():
     assert min(seen_widths) < max(seen_widths)
 
 
+def test_run_batched_runs_each_distinct_input_once():
+    items = [Encoded([1, 2, 3]), Encoded([4, 5]), Encoded([1, 2, 3]), Encoded([4, 5], [0, 1]),
+             Encoded([1, 2, 3])]
+    rows: list[list[int]] = []
+    covered: list[int] = []
+
+    def forward(b):
+        start = len(rows)
+        rows.extend(b.input_ids.tolist())
+        return np.arange(start, len(rows), dtype=np.float32)
+
+    out = run_batched(len(items), lambda a, z: items[a:z], forward, batch_size=2,
+                      pad_token_id=0, progress=covered.append)
+    # three distinct inputs (token types count), each run once; copies share one output
+    assert len(rows) == 3 and sum(covered) == len(items)
+    assert out[0] == out[2] == out[4]
+    assert len({float(out[0]), float(out[1]), float(out[3])}) == 3
+
+
 def test_sorted_batches_left_padding_last_token():
     items = [Encoded([5, 6, 7]), Encoded([8])]
     (b,) = list(sorted_batches(items, 8, pad_token_id=0, padding_side="left"))

@@ -107,8 +107,10 @@ def test_reranker_workers_same_run(tiny_bert_dir, pool) -> None:  # noqa: F811
     for qid in r1:
         a, b = r1[qid], r2[qid]
         assert a.doc_ids == b.doc_ids and a.scorer == b.scorer
+        # workers batch other neighbours together, and a fp32 GEMM row depends on its batch
+        # at the 1e-6 level (measured: 1.07e-6 on a 0.36 score on an AMD CPU without AMX)
         np.testing.assert_allclose([d.score for d in a.docs], [d.score for d in b.docs],
-                                   atol=1e-6)
+                                   rtol=1e-5, atol=1e-6)
     assert s2.passages_truncated == s1.passages_truncated > 0
     assert s2.pairs_scored == s1.pairs_scored == 36
 
