@@ -8,9 +8,9 @@ depend on the weights' values, so a student directory is optional (``--ce DIR``,
 untrained head. ``--dense-index DIR`` (built by ``rankstack index --dense``, e.g. with the
 bi-encoder student) adds that index's retrieval: each round its encoder embeds the round's
 queries and searches the whole index for their top ``--depth``, timed as queries/s next to the
-re-rankers' queries/s at the same depth. Each round every model re-ranks a fresh slice of DL19 BM25 pairs (fresh
-passages, so the bi-encoders' per-text caches never hit); rounds interleave the models so a
-busy machine slows all alike. Reported: median pairs/s, its ratio to the fused teacher (whose
+re-rankers' queries/s at the same depth. Each round every model re-ranks a fresh slice of DL19
+BM25 pairs (fresh passages, so the bi-encoders' per-text caches never hit); rounds interleave
+the models so a busy machine slows all alike. Reported: median pairs/s, its ratio to the fused teacher (whose
 cost per pair is the sum of its members'), the weights' size in MB and, with ``--memory``, the
 peak memory of scoring one round: each model alone in a fresh process (peak RSS after loading
 and scoring, minus the peak RSS of a process that imported the same libraries and loaded

@@ -78,16 +78,16 @@ def pad_batch(items: Sequence[Encoded], index: np.ndarray, pad_token_id: int,
 
 
 def sorted_batches(items: Sequence[Encoded], batch_size: int, pad_token_id: int,
-                   padding_side: PaddingSide = "right", offset: int = 0) -> Iterator[Batch]:
-    """Length-sorted (longest first) padded batches of ``items``; ``index`` is
-    ``offset`` + the position in ``items``."""
+                   padding_side: PaddingSide = "right") -> Iterator[Batch]:
+    """Length-sorted (longest first) padded batches of ``items``; ``index`` is the
+    position in ``items``."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
     lengths = np.fromiter((len(x) for x in items), dtype=np.int64, count=len(items))
     order = np.argsort(-lengths, kind="stable")
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
-        yield pad_batch([items[i] for i in idx], idx + offset, pad_token_id, padding_side)
+        yield pad_batch([items[i] for i in idx], idx, pad_token_id, padding_side)
 
 
 def dedupe(items: Sequence[Encoded]) -> tuple[list[int], np.ndarray]:
