@@ -44,8 +44,6 @@ def weights_mb(scorer) -> float:
 
 def _peak_rss_child(model: str | None, family: str | None, threads: int, qs: list[str],
                     ps: list[str], conn) -> None:
-    import resource
-
     import torch  # noqa: F401 - the baseline holds the libraries every model needs
     import transformers  # noqa: F401
 
@@ -54,8 +52,23 @@ def _peak_rss_child(model: str | None, family: str | None, threads: int, qs: lis
     if model is not None:
         Reranker.from_pretrained(model, family, threads=threads,
                                  show_progress=False).scorer.score_pairs(qs, ps)
-    conn.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB -> MiB
+    conn.send(_peak_rss_self_mb())
     conn.close()
+
+
+def _peak_rss_self_mb() -> float:
+    """This process's peak RSS in MiB. On Linux ``VmHWM`` (the high-water mark of this process's
+    own memory map): ``ru_maxrss`` survives ``exec``, so a process spawned from a parent that
+    already holds models would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB -> MiB
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
 
 
 def peak_rss_mb(model: str | None, family: str | None, threads: int, qs: list[str],
@@ -101,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ds = load_dataset("dl19")
     qids = list(ds.run)
-    need = args.rounds * args.queries_per_round
+    need = args.rounds * args.queries_per_round + 1  # + the warm-up query
     if need > len(qids):
         print(f"error: {need} queries needed, DL19 has {len(qids)}", file=sys.stderr)
         return 2
@@ -117,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     scorers = {name: Reranker.from_pretrained(m, f, threads=args.threads).scorer
                for name, (m, f) in specs.items()}
+    warm_q = ds.queries[qids[-1]].text  # warm-up pairs from a query no round uses
+    warm_p = [ds.docs[d.doc_id].full_text for d in ds.run[qids[-1]].docs[:2]]
+    for sc in scorers.values():
+        sc.score_pairs([warm_q] * len(warm_p), warm_p)
     times: dict[str, list[float]] = {n: [] for n in scorers}
     dense = None
     dense_name = "dense retrieval from the index (queries/s)"
@@ -175,9 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n:45s} {pps} {row['queries_per_s']:9.3f} {row['x_teacher']:9.2f} "
               f"{row['weights_mb']:10.1f} {peak}")
     if args.out:
+        from rankstack.io import atomic_write
+
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(
-            {"args": vars(args), "rounds_pairs_per_s": times, "median": rows}, indent=2) + "\n")
+        with atomic_write(args.out) as fh:
+            fh.write(json.dumps({"args": vars(args), "rounds_pairs_per_s": times,
+                                 "median": rows}, indent=2) + "\n")
     return 0
 
 
