@@ -47,28 +47,16 @@ def _peak_rss_child(model: str | None, family: str | None, threads: int, qs: lis
     import torch  # noqa: F401 - the baseline holds the libraries every model needs
     import transformers  # noqa: F401
 
+    from rankstack.evaluate.efficiency import MB, hwm_bytes
     from rankstack.rerank.reranker import Reranker
 
     if model is not None:
         Reranker.from_pretrained(model, family, threads=threads,
                                  show_progress=False).scorer.score_pairs(qs, ps)
-    conn.send(_peak_rss_self_mb())
+    # VmHWM is this process's own high-water mark; ru_maxrss would survive exec and report
+    # the spawning parent's peak (it already holds every model)
+    conn.send(hwm_bytes() / MB)
     conn.close()
-
-
-def _peak_rss_self_mb() -> float:
-    """This process's peak RSS in MiB. On Linux ``VmHWM`` (the high-water mark of this process's
-    own memory map): ``ru_maxrss`` survives ``exec``, so a process spawned from a parent that
-    already holds models would report the parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB -> MiB
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
 
 
 def peak_rss_mb(model: str | None, family: str | None, threads: int, qs: list[str],
