@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rankstack.distill.teach import pool_candidates, teach
+from rankstack.distill.teach import pool_candidates, subsample_pool, teach
 from rankstack.errors import ConfigError, InputError
 from rankstack.io import read_run
 from rankstack.records import Doc, Query, Run
@@ -35,6 +35,28 @@ def test_pool_counts_queries_without_candidates_and_missing_docs():
     assert stats.queries_without_candidates == ["q2"]
     with pytest.raises(ConfigError):
         pool_candidates([], 10)
+
+
+def test_subsample_pool_keeps_the_head_and_a_seeded_sample_of_the_tail():
+    a = Run.from_dict({"q1": {f"d{i:02d}": 100.0 - i for i in range(30)},
+                       "q2": {"e1": 2.0, "e2": 1.0}}, name="a")
+    pooled, _ = pool_candidates([a], depth=30)
+    sub = subsample_pool(pooled, top=5, extra=4, seed=7)
+    ids = sub["q1"].doc_ids
+    assert ids[:5] == pooled["q1"].doc_ids[:5]  # the head, whole and in pool order
+    tail = ids[5:]
+    assert len(tail) == 4 and set(tail) <= set(pooled["q1"].doc_ids[5:])
+    assert tail == sorted(tail, key=pooled["q1"].doc_ids.index)  # pool order kept
+    assert sub["q2"].doc_ids == ["e1", "e2"]  # fewer than the head: kept whole
+    # a query's draw depends on the seed and its id only, not on the other queries
+    alone = subsample_pool(Run({"q1": pooled["q1"]}, "x"), top=5, extra=4, seed=7)
+    assert alone["q1"].doc_ids == ids
+    draws = {tuple(subsample_pool(pooled, 5, 4, seed=s)["q1"].doc_ids[5:]) for s in range(6)}
+    assert len(draws) > 1
+    assert subsample_pool(pooled, 5)["q1"].doc_ids == pooled["q1"].doc_ids[:5]
+    for bad in ({"top": 0}, {"top": 2, "extra": -1}, {"top": "3"}, {"top": 2, "seed": 1.5}):
+        with pytest.raises(ConfigError):
+            subsample_pool(pooled, **bad)
 
 
 class CountingTeacher:
@@ -128,3 +150,21 @@ def test_teach_cli_pools_two_runs_and_writes_provenance(tmp_path, tiny_bert_dir)
         assert set(teacher[q].doc_ids) == expected
     prov = json.loads((tmp_path / "teacher.txt.provenance.json").read_text())
     assert prov["config"]["runs"] == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
+
+    # a deep pool: each query's first 2 pooled candidates and 2 of the rest, recorded
+    rc = main(["teach", "--runs", str(tmp_path / "a.txt"), str(tmp_path / "b.txt"),
+               "--topics", str(tmp_path / "topics.tsv"), "--corpus", str(tmp_path / "corpus.jsonl"),
+               "--depth", "5", "--pool-top", "2", "--pool-random", "2", "--model",
+               str(tiny_bert_dir), "--family", "cross-encoder", "--no-progress",
+               "--out", str(tmp_path / "deep.txt")])
+    assert rc == 0
+    deep = read_run(tmp_path / "deep.txt")
+    for q in queries:
+        assert len(deep[q]) == 4 and set(deep[q].doc_ids) <= set(teacher[q].doc_ids)
+    prov = json.loads((tmp_path / "deep.txt.provenance.json").read_text())
+    assert prov["config"]["pool"] == {"top": 2, "random": 2}
+    # a sample without a head to keep: exit 2, before any model is loaded
+    assert main(["teach", "--runs", str(tmp_path / "a.txt"), "--topics", str(tmp_path / "topics.tsv"),
+                 "--corpus", str(tmp_path / "corpus.jsonl"), "--pool-random", "2",
+                 "--model", str(tiny_bert_dir), "--out", str(tmp_path / "bad.txt")]) == 2
+    assert not (tmp_path / "bad.txt").exists()

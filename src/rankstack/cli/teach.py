@@ -36,7 +36,12 @@ def add_parser(sub) -> None:
     p.add_argument("--sample", type=int, default=None,
                    help="only a seeded random subset of N pooled queries (kept in pool order), "
                         "e.g. to cover every run in a short job")
-    p.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    p.add_argument("--pool-top", type=int, default=None,
+                   help="keep each query's first N pooled candidates (by best rank) ...")
+    p.add_argument("--pool-random", type=int, default=0,
+                   help="... plus M drawn at random (seeded by --seed and the query id) from "
+                        "the rest of its top --depth: a deep pool at a fraction of the cost")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample and --pool-random")
     add_spec_args(p, what="teacher")
     p.add_argument("--teacher", type=_yaml_value, default=None,
                    help="the teacher as a whole spec (YAML/JSON; in a --config file: the key "
@@ -78,7 +83,12 @@ def check_pool(args: argparse.Namespace, src, pooled) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rankstack.distill.teach import pool_candidates, pool_stats_dict, teach
+    from rankstack.distill.teach import (
+        pool_candidates,
+        pool_stats_dict,
+        subsample_pool,
+        teach,
+    )
     from rankstack.distill.teachers import load_teacher
     from rankstack.errors import ConfigError
     from rankstack.sources import load_sources
@@ -89,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     check_runs(args, src)
     pooled, stats = pool_candidates(src.runs, args.depth, src.queries, src.docs,
                                     on_missing_doc=args.on_missing_doc)
+    if args.pool_random and args.pool_top is None:
+        raise ConfigError("pool_random needs pool_top (how many head candidates to keep whole)")
+    if args.pool_top is not None:
+        pooled = subsample_pool(pooled, args.pool_top, args.pool_random, args.seed)
     if args.sample is not None:
         import random
 
@@ -111,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = {"runs": args.runs, "depth": args.depth,
            "teacher": teacher.spec.to_dict(),  # type: ignore[attr-defined]
            "max_queries": args.max_queries, "sample": args.sample, "seed": args.seed}
+    if args.pool_top is not None:  # absent otherwise: earlier teacher runs' hashes still hold
+        cfg["pool"] = {"top": args.pool_top, "random": args.pool_random}
     try:
         result = teach(teacher, teacher_id, pooled, src.queries, src.docs, args.out, config=cfg,
                        chunk_size=args.chunk_size, show_progress=not args.no_progress,

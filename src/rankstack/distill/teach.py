@@ -103,6 +103,34 @@ def pool_candidates(
     return pooled, stats
 
 
+def subsample_pool(pooled: Run, top: int, extra: int = 0, seed: int = 0) -> Run:
+    """Each query's first ``top`` pooled candidates plus ``extra`` drawn at random from the rest.
+
+    A deep pool at a fraction of the teacher's cost: the teacher ranks the head of the
+    first-stage ranking in full and a uniform sample of its tail (e.g. top 20 + 20 of ranks
+    21-100), so a student sampling from the teacher's ranking sees passages from the whole
+    depth it will re-rank. The draw of a query depends only on ``seed`` and its id (not on
+    the other queries); the kept candidates stay in pool order. Queries with at most ``top``
+    candidates are kept whole.
+    """
+    import random
+
+    for name, v, low in (("pool_top", top, 1), ("pool_random", extra, 0), ("seed", seed, None)):
+        if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low):
+            want = "an integer" if low is None else f"an integer >= {low}"
+            raise ConfigError(f"{name} must be {want}, not {v!r}")
+    out = Run(name=pooled.name)
+    for qid, ranking in pooled.items():
+        docs = list(ranking.docs)
+        head, tail = docs[:top], docs[top:]
+        if extra and tail:
+            picked = set(random.Random(f"{seed}:{qid}").sample(range(len(tail)),
+                                                               min(extra, len(tail))))
+            head += [d for i, d in enumerate(tail) if i in picked]
+        out.add(Ranking.from_scores(qid, {d.doc_id: d.score for d in head}, ranking.scorer))
+    return out
+
+
 @dataclass
 class TeachResult:
     run: Run
