@@ -52,6 +52,21 @@ def test_load_model_names_dtype_and_errors(tiny_bert_dir, tmp_path):
     with pytest.raises(ConfigError, match="no class"):
         load_model("AutoModelForNothing", str(tiny_bert_dir))
 
+def test_loading_draws_no_weights_bar_and_keeps_the_users_setting(tiny_bert_dir, capfd):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    load_model("AutoModel", str(tiny_bert_dir))
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # restored
+    hf_logging.disable_progress_bar()
+    try:
+        load_model("AutoModel", str(tiny_bert_dir))
+        assert not hf_logging.is_progress_bar_enabled()  # a user's own choice stands
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def test_bf16_cross_encoder_scores_are_not_quantised(tiny_bert_dir):
     from rankstack.rerank.cross_encoder import CrossEncoderScorer
 

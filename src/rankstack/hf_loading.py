@@ -19,8 +19,10 @@ Nothing here imports torch or transformers at module import time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 from rankstack.errors import ConfigError
@@ -143,12 +145,31 @@ def model_file(model: str, filename: str) -> pathlib.Path | None:
     return pathlib.Path(found) if found else None
 
 
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" bar: a sub-second bar per model that tells the user nothing (the
+    previous setting is restored, so a user's own choice stands)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # not a transformers class: nothing to silence
+        yield
+        return
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def load_pretrained(auto_cls: Any, model: str, **kwargs: Any) -> Any:
     """``auto_cls.from_pretrained(model, **kwargs)`` with clear errors: a missing local path,
     or a hub name that cannot be fetched (offline: set the path to a local copy)."""
     model = check_model_path(model)
     try:
-        return auto_cls.from_pretrained(model, **kwargs)
+        with _quiet_loading():
+            return auto_cls.from_pretrained(model, **kwargs)
     except OSError as exc:
         raise ConfigError(f"cannot load {getattr(auto_cls, '__name__', auto_cls)} from "
                           f"{model!r}: {exc}") from exc
