@@ -219,6 +219,8 @@ def test_config_errors(data):
         TeacherGroupBuilder(queries, docs, run, strategy="random")
     with pytest.raises(ConfigError, match="targets"):
         TeacherGroupBuilder(queries, docs, run, targets="label")
+    with pytest.raises(ConfigError, match="ties"):
+        TeacherGroupBuilder(queries, docs, run, ties="dense")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,6 +270,29 @@ def test_teacher_rank_targets(teacher):
     # depth=None: the longest teacher ranking (11) sets the scale
     b2 = TeacherGroupBuilder(queries, docs, run, n_docs=4)
     assert b2.target_depth == 11 and b2.group(0).targets[0] == 11.0
+
+
+def test_teacher_ties_ordinal_or_competition():
+    # d1 and d2 are duplicates the teacher scored equally
+    run = Run({"q": Ranking.from_scores("q", {"d0": 3.0, "d1": 2.0, "d2": 2.0, "d3": 1.0},
+                                        "teacher")}, "teacher")
+    queries, docs = {"q": Query("q", "q")}, {d: Doc(d, d) for d in ("d0", "d1", "d2", "d3")}
+    ordinal = TeacherGroupBuilder(queries, docs, run, n_docs=4, depth=4).group(0)
+    assert ordinal.targets == (4.0, 3.0, 2.0, 1.0)  # the run's positions: d1 above d2
+    comp = TeacherGroupBuilder(queries, docs, run, n_docs=4, depth=4, ties="competition").group(0)
+    assert comp.doc_ids == ordinal.doc_ids
+    assert comp.targets == (4.0, 3.0, 3.0, 1.0)  # "1224": the tie shares its best position
+    # RankNet skips the tied pair: with scores that order d2 above d1, the competition loss
+    # is the loss of the other 5 pairs only
+    loss = RankNet()
+    scores = torch.tensor([[3.0, 1.0, 2.0, 0.0]])
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    t = torch.tensor([comp.targets])
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 3), (2, 3)]
+    expected = sum(torch.nn.functional.softplus(-(scores[0, i] - scores[0, j]))
+                   for i, j in pairs) / len(pairs)
+    assert torch.isclose(loss(scores, t, mask), expected)
+    assert loss(scores, torch.tensor([ordinal.targets]), mask) > expected  # d1 > d2 is taught
 
 
 def test_teacher_score_targets_and_sampling(teacher):
@@ -333,3 +358,18 @@ def test_sampler_dataloader_resume(data):
     fresh.set_epoch(2)
     assert len(list(fresh)) == len(b)
     assert ds[(1, 0)] == b.group(0, 1) and ds[0] == b.group(0, 0)
+
+
+def test_fit_config_takes_ties_for_teacher_runs_only(tmp_path):
+    from rankstack.cli.fit import build_groups, resolve
+    from rankstack.io import write_run
+
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text("out_dir: m\ndata:\n  teacher_run: t.txt\n  ties: competition\n")
+    assert resolve([str(cfg)], [])["data"]["ties"] == "competition"
+    with pytest.raises(ConfigError, match="ties"):
+        resolve([str(cfg)], ["data.ties=dense"])
+    write_run(Run.from_dict({"q": {"d": 1.0}}), tmp_path / "c.txt")
+    with pytest.raises(ConfigError, match="data.ties"):
+        build_groups({"qrels": "dl19", "candidates": str(tmp_path / "c.txt"),
+                      "ties": "competition"}, 4, 0)

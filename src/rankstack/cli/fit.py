@@ -45,6 +45,7 @@ class DataConfig:
     corpus: list[str] = field(default_factory=list)
     strategy: str | None = None
     targets: Literal["rank", "score"] = "rank"
+    ties: Literal["ordinal", "competition"] = "ordinal"  # teacher-score ties, rank targets
     depth: int | None = None
     pad: bool = False
     binary_rel: int | None = None  # qrels: grade counted relevant (default: the qrels' own, else 1)
@@ -146,7 +147,9 @@ def build_groups(data: dict[str, Any], group_size: int, seed: int):
         return TeacherGroupBuilder(src.queries, src.docs, teacher,
                                    strategy=data.get("strategy") or "top",
                                    targets=data.get("targets") or "rank", depth=data.get("depth"),
-                                   **common)
+                                   ties=data.get("ties") or "ordinal", **common)
+    if (data.get("ties") or "ordinal") != "ordinal":
+        raise ConfigError("data.ties applies to teacher rank targets: it needs data.teacher_run")
     if data.get("qrels"):
         qrels = load_qrels_arg(data["qrels"], "data.qrels")
         c = data.get("candidates")

@@ -429,6 +429,11 @@ class TeacherGroupBuilder(GroupBuilder):
             ``score`` -> the teacher's score.
         depth: teacher positions considered per query; None = the longest teacher ranking,
             so rank targets are on one scale for every query.
+        ties: how ``targets="rank"`` ranks documents the teacher scored equally (duplicate
+            passages, mostly): ``ordinal`` (default) -> their positions in the run, so a loss
+            learns an order the teacher did not give; ``competition`` -> each gets the best
+            position of its tie ("1224"), so their targets are equal and pairwise losses skip
+            the pair. Score targets are equal for ties either way.
         seed, pad, on_missing_doc: as in :class:`QrelsGroupBuilder`.
 
     A document without text keeps its teacher rank for the others' targets (ranks are the
@@ -441,14 +446,19 @@ class TeacherGroupBuilder(GroupBuilder):
                  teacher: Run, *, n_docs: int = 8, strategy: TeacherStrategy = "top",
                  targets: Literal["rank", "score"] = "rank", depth: int | None = None,
                  seed: int = 0, pad: bool = False,
-                 on_missing_doc: MissingDocPolicy = "skip_doc") -> None:
+                 on_missing_doc: MissingDocPolicy = "skip_doc",
+                 ties: Literal["ordinal", "competition"] = "ordinal") -> None:
         super().__init__(queries, docs, n_docs=n_docs, strategy=strategy,
                          strategies=self.STRATEGIES, seed=seed, pad=pad,
                          on_missing_doc=on_missing_doc, depth=depth, source="teacher")
         if targets not in ("rank", "score"):
             raise ConfigError(f"TeacherGroupBuilder: targets must be 'rank' or 'score', "
                               f"got {targets!r}")
+        if ties not in ("ordinal", "competition"):
+            raise ConfigError(f"TeacherGroupBuilder: ties must be 'ordinal' or 'competition', "
+                              f"got {ties!r}")
         self.targets = targets
+        self.ties = ties
         if depth is None:
             depth = max((len(r) for r in teacher.values()), default=1) or 1
         self.target_depth = depth
@@ -465,7 +475,7 @@ class TeacherGroupBuilder(GroupBuilder):
             pool = self._usable_pool(qid, ids)
             if pool is None or not self._enough(qid, len(pool)):
                 continue
-            self._accept(qid, _TeacherPlan(tuple(pool), {d: i for i, d in enumerate(ids, 1)},
+            self._accept(qid, _TeacherPlan(tuple(pool), _positions(top, ties),
                                            {d.doc_id: d.score for d in top}))
         self._finish()
 
@@ -478,6 +488,15 @@ class TeacherGroupBuilder(GroupBuilder):
         if self.targets == "score":
             return [float(plan.scores[d]) for d in doc_ids]
         return targets_from_ranks([plan.ranks[d] for d in doc_ids], self.target_depth)
+
+
+def _positions(top: Sequence[Any], ties: str) -> dict[str, int]:
+    """1-based teacher positions of a ranking's docs; ``competition``: a tie's best position."""
+    out: dict[str, int] = {}
+    first: dict[float, int] = {}
+    for i, d in enumerate(top, 1):
+        out[d.doc_id] = first.setdefault(d.score, i) if ties == "competition" else i
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
